@@ -1,0 +1,125 @@
+"""Speed benchmarks (``mmrag bench ...``); their figures go to docs/benchmarks.md.
+
+Timings use ``time.perf_counter`` around whole operations on this machine; models
+are loaded before timing starts, so the figures are steady-state throughput.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from app.evaluation import build_eval_index, corpus_items, load_text_data, percentiles
+from retrieval.base import Corpus
+
+
+def _machine() -> dict[str, Any]:
+    import os
+
+    import torch
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
+def bench_ingest(data: Path, console: Console | None = None) -> dict[str, Any]:
+    """Raw embedding speed of the passages of ``data`` vs ingesting them, then re-ingest."""
+    from app.service import Service
+    from app.settings import Settings
+    from ingest.chunking import chunk
+    from ingest.loaders import load_file
+    from ingest.pipeline import walk
+    from retrieval.errors import MmragError
+
+    with tempfile.TemporaryDirectory(prefix="mmrag-bench-") as tmp:
+        service = Service(Settings(data_dir=Path(tmp)))
+        ingestor = service.ingestor  # loads the encoder before any timing
+        texts: list[str] = []
+        start = time.perf_counter()
+        for path in walk([data]):
+            try:
+                doc = load_file(path, ingestor.loaders)
+            except MmragError:
+                continue
+            for n, p in enumerate(
+                chunk(doc, target_words=ingestor.target_words, max_words=ingestor.max_words)
+            ):
+                texts.append(ingestor._passage_item("", "", doc, p, n, "").embed_text or p.text)
+        parse_s = time.perf_counter() - start
+        if console:
+            console.print(f"[dim]{len(texts)} passages parsed in {parse_s:.1f} s; embedding...[/]")
+        encoder = service.index.dense
+        start = time.perf_counter()
+        encoder.encode(texts)
+        raw_s = time.perf_counter() - start
+        if console:
+            console.print(
+                f"[dim]raw embedding {len(texts) / raw_s:.1f} passages/s; ingesting...[/]"
+            )
+        first = service.ingest([data])
+        if console:
+            console.print(f"[dim]first ingest {first.seconds:.1f} s; re-ingesting...[/]")
+        again = service.ingest([data])
+        service.close()
+    return {
+        "data": str(data),
+        "files": len(first.files),
+        "passages": first.embedded,
+        "parse_chunk_seconds": round(parse_s, 2),
+        "raw_embedding_seconds": round(raw_s, 2),
+        "raw_embedding_passages_per_s": round(len(texts) / raw_s, 1),
+        "ingest_seconds": round(first.seconds, 2),
+        "ingest_passages_per_s": round(first.embedded / first.seconds, 1),
+        "ingest_vs_raw": round((first.embedded / first.seconds) / (len(texts) / raw_s), 3),
+        "reingest_unchanged_seconds": round(again.seconds, 3),
+        "reingest_embedded": again.embedded,
+        "reingest_speedup": round(first.seconds / again.seconds, 1),
+        "machine": _machine(),
+    }
+
+
+def bench_retrieval(data: Path, repeat: int = 3, console: Console | None = None) -> dict[str, Any]:
+    """Latency of one query against one corpus, query encoding included, per mode."""
+    evaldata = load_text_data(data)
+    index = build_eval_index(corpus_items(evaldata), console)
+    queries = [q for _, q in evaldata.queries]
+    for q in queries[:5]:  # warm-up, untimed
+        index.search(q, [Corpus.PARAGRAPH], limit=10)
+    out: dict[str, Any] = {
+        "data": str(data),
+        "documents": len(evaldata.doc_ids),
+        "queries": len(queries),
+        "repeat": repeat,
+        "limit": 10,
+        "modes": {},
+    }
+    for mode in ("dense", "sparse", "hybrid"):
+        latencies = []
+        for _ in range(repeat):
+            for q in queries:
+                start = time.perf_counter()
+                index.search(q, [Corpus.PARAGRAPH], limit=10, mode=mode)
+                latencies.append((time.perf_counter() - start) * 1000)
+        out["modes"][mode] = {
+            **percentiles(latencies),
+            "mean": round(statistics.fmean(latencies), 3),
+        }
+    encode = []
+    for q in queries:
+        start = time.perf_counter()
+        index.dense.encode([q], query=True)
+        encode.append((time.perf_counter() - start) * 1000)
+    out["query_encoding_ms"] = percentiles(encode)
+    out["machine"] = _machine()
+    index.store.close()
+    return out

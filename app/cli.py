@@ -1,0 +1,272 @@
+"""The ``mmrag`` command line: ingest, ask, collections, eval, bench.
+
+Errors of our own (``MmragError``) are printed as one red sentence with exit code 2;
+an ingest run in which some file failed exits with 1 after storing the others.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from retrieval.base import Corpus
+from retrieval.errors import MmragError
+
+app = typer.Typer(
+    name="mmrag",
+    help="Multimodal RAG: ingest documents, ask questions, get cited answers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+eval_app = typer.Typer(help="Measure retrieval and answer quality on labelled data.")
+bench_app = typer.Typer(help="Measure speed; figures go to docs/benchmarks.md.")
+app.add_typer(eval_app, name="eval")
+app.add_typer(bench_app, name="bench")
+
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _run(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except MmragError as e:
+        err.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(2) from None
+
+
+def _service() -> Any:
+    from app.service import Service
+    from app.settings import Settings
+
+    return _run(lambda: Service(Settings()))
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (walked recursively).")],
+) -> None:
+    """Ingest documents (PDF, Markdown, HTML, text, Word) into the index."""
+    from ingest.pipeline import FileResult, FileStatus, walk
+
+    service = _service()
+    total = sum(1 for _ in walk(paths))
+    with Progress(
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[passages]} passages"),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("loading models...", total=total, passages=0)
+        passages = 0
+
+        def on_file(r: FileResult) -> None:
+            nonlocal passages
+            passages += r.passages
+            progress.update(task, advance=1, passages=passages, description=Path(r.path).name)
+            if r.status is FileStatus.FAILED:
+                progress.console.print(f"[red]failed[/] {r.message}")
+
+        _ = service.index  # load the encoder while the bar says so
+        progress.update(task, description="")
+        report = _run(lambda: service.ingest(paths, on_file))
+    _ingest_summary(report)
+    service.close()
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _ingest_summary(report: Any) -> None:
+    from ingest.pipeline import FileStatus
+
+    table = Table(title="Ingest summary")
+    table.add_column("status")
+    table.add_column("files", justify="right")
+    table.add_column("passages", justify="right")
+    for status in FileStatus:
+        files = [f for f in report.files if f.status is status]
+        if files:
+            table.add_row(status.value, str(len(files)), str(sum(f.passages for f in files)))
+    console.print(table)
+    rate = report.embedded / report.seconds if report.seconds else 0.0
+    console.print(
+        f"{len(report.files)} files in {report.seconds:.1f} s; "
+        f"{report.embedded} passages embedded ({rate:.0f}/s)"
+    )
+    for f in report.files:
+        for w in f.warnings:
+            console.print(f"[yellow]warning[/] {Path(f.path).name}: {w}")
+        if f.status is FileStatus.FAILED:
+            console.print(f"[red]failed[/] {f.message}")
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    corpus: Annotated[
+        list[Corpus] | None,
+        typer.Option("--corpus", "-c", help="Search only these corpora (repeatable)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Answer a question from the ingested sources, streaming, with cited sources."""
+    from app.service import DoneEvent, RouteEvent, TokenEvent
+
+    service = _service()
+
+    def run() -> DoneEvent:
+        done = None
+        for event in service.ask(question, corpora=corpus):
+            if isinstance(event, RouteEvent) and not as_json:
+                err.print(f"[dim]route: {event.route.label} ({event.route.reason})[/]")
+            elif isinstance(event, TokenEvent) and not as_json:
+                console.print(event.text, end="", markup=False, highlight=False)
+            elif isinstance(event, DoneEvent):
+                done = event
+        assert done is not None
+        return done
+
+    done = _run(run)
+    service.close()
+    if as_json:
+        console.print_json(json.dumps(_answer_json(done)))
+        return
+    console.print()
+    answer = done.answer
+    if answer.invalid_markers:
+        err.print(
+            f"[yellow]dropped citation markers that point to no source: "
+            f"{', '.join(f'[{n}]' for n in answer.invalid_markers)}[/]"
+        )
+    if answer.sources:
+        cited = {c.number for c in answer.citations}
+        table = Table(title="Sources")
+        for col in ("#", "file", "page", "section", "relevance", "cited"):
+            table.add_column(col)
+        for s in answer.sources:
+            item = s.hit.item
+            table.add_row(
+                str(s.number),
+                Path(item.source).name,
+                "" if item.page is None else str(item.page),
+                " > ".join(item.heading)[:40],
+                f"{s.hit.relevance:.3f}" if s.hit.relevance is not None else f"{s.hit.score:.3f}",
+                "yes" if s.number in cited else "",
+            )
+        console.print(table)
+    t = done.timings
+    err.print(
+        f"[dim]retrieve {t.get('retrieve_ms', 0):.0f} ms, first token "
+        f"{t.get('first_token_ms', 0):.0f} ms, total {t.get('total_ms', 0):.0f} ms[/]"
+    )
+
+
+def _answer_json(done: Any) -> dict[str, Any]:
+    a = done.answer
+    cited = {c.number for c in a.citations}
+    return {
+        "answer": a.text,
+        "grounded": a.grounded,
+        "route": {"corpora": [c.value for c in done.route.corpora], "reason": done.route.reason},
+        "sources": [
+            {
+                "number": s.number,
+                "corpus": s.hit.item.corpus.value,
+                "source": s.hit.item.source,
+                "page": s.hit.item.page,
+                "heading": list(s.hit.item.heading),
+                "char_start": s.hit.item.char_start,
+                "char_end": s.hit.item.char_end,
+                "relevance": s.hit.relevance,
+                "cited": s.number in cited,
+                "text": s.hit.item.text,
+            }
+            for s in a.sources
+        ],
+        "invalid_markers": list(a.invalid_markers),
+        "timings": done.timings,
+    }
+
+
+@app.command()
+def collections() -> None:
+    """Item counts per corpus."""
+    service = _service()
+    counts = _run(service.collections)
+    table = Table(title="Corpora")
+    table.add_column("corpus")
+    table.add_column("items", justify="right")
+    for corpus, n in counts.items():
+        table.add_row(corpus.value, str(n))
+    console.print(table)
+    service.close()
+
+
+@eval_app.command("text")
+def eval_text(
+    data: Annotated[Path, typer.Option(help="Folder with corpus.jsonl and queries.jsonl.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """nDCG@10, Recall@100 and MRR for dense, sparse, hybrid and bm25s."""
+    from app.evaluation import evaluate_text, text_table
+
+    results = _run(lambda: evaluate_text(data, progress=err))
+    console.print(text_table(results))
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=2))
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    data: Annotated[Path, typer.Option(help="Folder of documents to ingest.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Ingest throughput vs raw embedding throughput, and unchanged re-ingest speed."""
+    from app.bench import bench_ingest as run
+
+    figures = _run(lambda: run(data, console=err))
+    console.print_json(json.dumps(figures))
+    if json_out:
+        json_out.write_text(json.dumps(figures, indent=2))
+
+
+@bench_app.command("retrieval")
+def bench_retrieval(
+    data: Annotated[Path, typer.Option(help="Folder with corpus.jsonl and queries.jsonl.")],
+    repeat: Annotated[int, typer.Option(help="Passes over the queries.")] = 3,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Per-query retrieval latency (query encoding included), p50/p95 per mode."""
+    from app.bench import bench_retrieval as run
+
+    figures = _run(lambda: run(data, repeat=repeat, console=err))
+    console.print_json(json.dumps(figures))
+    if json_out:
+        json_out.write_text(json.dumps(figures, indent=2))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,203 @@
+"""Retrieval evaluation on labelled data (``mmrag eval ...``).
+
+The text evaluation reads a folder in the format of ``shared/eval/text/cranfield``:
+``corpus.jsonl`` (id, title, text) and ``queries.jsonl`` (qid, query, relevant: list of
+{doc, grade}). Grades follow Cranfield: 1 is the most relevant, 4 the least, anything
+else (-1, 5) is not relevant; nDCG uses the gain ``5 - grade``.
+
+The metrics are the standard definitions (as in trec_eval): nDCG@k with log2 discount
+and the ideal ranking of all judged documents, Recall@k over the relevant documents,
+and MRR as the reciprocal rank of the first relevant document in the top 100.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from retrieval.base import Corpus, Item, item_id
+from retrieval.errors import MmragError
+
+METRICS = ("ndcg@10", "recall@100", "mrr")
+DEPTH = 100
+
+
+@dataclass(frozen=True)
+class TextEvalData:
+    doc_ids: list[str]
+    titles: list[str]
+    texts: list[str]
+    queries: list[tuple[str, str]]  # (qid, text)
+    qrels: dict[str, dict[str, int]]  # qid -> doc -> gain (> 0 relevant)
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise MmragError(f"missing evaluation file: {path}")
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def load_text_data(folder: Path) -> TextEvalData:
+    corpus = _jsonl(folder / "corpus.jsonl")
+    queries = _jsonl(folder / "queries.jsonl")
+    qrels = {
+        str(q["qid"]): {
+            str(r["doc"]): gain
+            for r in q.get("relevant", [])
+            if (gain := grade_gain(int(r["grade"]))) > 0
+        }
+        for q in queries
+    }
+    return TextEvalData(
+        doc_ids=[str(d["id"]) for d in corpus],
+        titles=[str(d.get("title", "")) for d in corpus],
+        texts=[str(d["text"]) for d in corpus],
+        queries=[(str(q["qid"]), str(q["query"])) for q in queries if qrels[str(q["qid"])]],
+        qrels=qrels,
+    )
+
+
+def grade_gain(grade: int) -> int:
+    """Cranfield grade (1 best ... 4) to an nDCG gain (4 ... 1); others are 0."""
+    return 5 - grade if 1 <= grade <= 4 else 0
+
+
+def ndcg_at(ranked: Sequence[str], gains: Mapping[str, int], k: int) -> float:
+    dcg = sum(gains.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
+    ideal = sorted(gains.values(), reverse=True)[:k]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / idcg if idcg else 0.0
+
+
+def recall_at(ranked: Sequence[str], gains: Mapping[str, int], k: int) -> float:
+    relevant = {d for d, g in gains.items() if g > 0}
+    return len(relevant.intersection(ranked[:k])) / len(relevant) if relevant else 0.0
+
+
+def reciprocal_rank(ranked: Sequence[str], gains: Mapping[str, int]) -> float:
+    for i, d in enumerate(ranked[:DEPTH]):
+        if gains.get(d, 0) > 0:
+            return 1.0 / (i + 1)
+    return 0.0
+
+
+def score_run(
+    run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]]
+) -> dict[str, float]:
+    """Mean nDCG@10, Recall@100 and MRR of a run (qid -> ranked doc ids)."""
+    per: dict[str, list[float]] = {m: [] for m in METRICS}
+    for qid, gains in qrels.items():
+        if not gains:
+            continue
+        ranked = list(run.get(qid, []))
+        per["ndcg@10"].append(ndcg_at(ranked, gains, 10))
+        per["recall@100"].append(recall_at(ranked, gains, 100))
+        per["mrr"].append(reciprocal_rank(ranked, gains))
+    return {m: round(sum(v) / len(v), 4) if v else 0.0 for m, v in per.items()}
+
+
+def bm25s_run(data: TextEvalData) -> dict[str, list[str]]:
+    """The standard-library baseline: bm25s (Lucene BM25) with the same stemmer and stop words."""
+    try:
+        import bm25s
+        import Stemmer
+    except ImportError as e:
+        raise MmragError("the bm25s baseline needs: pip install 'mmrag[eval]'") from e
+    stemmer = Stemmer.Stemmer("english")
+    retriever = bm25s.BM25()
+    retriever.index(
+        bm25s.tokenize(data.texts, stopwords="en", stemmer=stemmer, show_progress=False),
+        show_progress=False,
+    )
+    tokens = bm25s.tokenize(
+        [q for _, q in data.queries], stopwords="en", stemmer=stemmer, show_progress=False
+    )
+    docs, _ = retriever.retrieve(tokens, k=min(DEPTH, len(data.texts)), show_progress=False)
+    return {
+        qid: [data.doc_ids[int(i)] for i in row]
+        for (qid, _), row in zip(data.queries, docs, strict=True)
+    }
+
+
+def corpus_items(data: TextEvalData) -> list[Item]:
+    """Each evaluation document as one ``paragraph`` item whose source is its id."""
+    return [
+        Item(
+            id=item_id("eval", doc_id),
+            corpus=Corpus.PARAGRAPH,
+            text=text,
+            source=doc_id,
+            content_hash="eval",
+            title=title,
+        )
+        for doc_id, title, text in zip(data.doc_ids, data.titles, data.texts, strict=True)
+    ]
+
+
+def build_eval_index(items: Sequence[Item], console: Console | None = None) -> Any:
+    """An in-memory index (real embedded Qdrant, real encoder) filled with ``items``."""
+    from retrieval.encoders import SentenceTransformerEncoder
+    from retrieval.index import Index
+    from retrieval.store import QdrantStore
+
+    index = Index(QdrantStore(memory=True, prefix="eval"), SentenceTransformerEncoder())
+    start = time.perf_counter()
+    for lo in range(0, len(items), 512):
+        index.add(items[lo : lo + 512])
+        if console:
+            console.print(f"[dim]indexed {min(lo + 512, len(items))}/{len(items)}[/]")
+    if console:
+        console.print(f"[dim]indexed in {time.perf_counter() - start:.1f} s[/]")
+    return index
+
+
+def evaluate_text(folder: Path, progress: Console | None = None) -> dict[str, Any]:
+    data = load_text_data(folder)
+    index = build_eval_index(corpus_items(data), progress)
+    results: dict[str, Any] = {
+        "data": str(folder),
+        "documents": len(data.doc_ids),
+        "queries": len(data.queries),
+        "methods": {},
+    }
+    for mode in ("dense", "sparse", "hybrid"):
+        run: dict[str, list[str]] = {}
+        for qid, q in data.queries:
+            hits = index.search(q, [Corpus.PARAGRAPH], limit=DEPTH, mode=mode)
+            run[qid] = [h.item.source for h in hits[Corpus.PARAGRAPH]]
+        results["methods"][mode] = score_run(run, data.qrels)
+    results["methods"]["bm25s"] = score_run(bm25s_run(data), data.qrels)
+    index.store.close()
+    return results
+
+
+def text_table(results: Mapping[str, Any]) -> Table:
+    table = Table(
+        title=f"{results['data']}: {results['documents']} documents, {results['queries']} queries"
+    )
+    table.add_column("method")
+    for m in METRICS:
+        table.add_column(m, justify="right")
+    for method, figures in results["methods"].items():
+        table.add_row(method, *(f"{figures[m]:.4f}" for m in METRICS))
+    return table
+
+
+def percentiles(values: Iterable[float], points: Sequence[float] = (50, 95)) -> dict[str, float]:
+    """Nearest-rank percentiles (no interpolation) of a list of latencies."""
+    ordered = sorted(values)
+    if not ordered:
+        return {f"p{p:g}": 0.0 for p in points}
+    return {
+        f"p{p:g}": round(ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)], 3)
+        for p in points
+    }

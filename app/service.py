@@ -1,0 +1,169 @@
+"""The service facade: one object that every surface (CLI, REST, UI, widget) goes through.
+
+It builds the parts from :class:`Settings` once, lazily (the LLM loads on the first
+question that needs it, not on ``mmrag collections``), and exposes three verbs:
+:meth:`Service.ingest`, :meth:`Service.ask` (a stream of events) and
+:meth:`Service.collections`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from app.pipeline import PipelineConfig, build_graph
+from app.settings import Settings
+from generation.base import Answer, Generator
+from ingest.pipeline import Ingestor, IngestReport, ProgressFn
+from retrieval.base import Corpus, Hit
+from retrieval.index import Index
+from retrieval.store import QdrantStore
+from router.base import FixedRouter, Route, Router, TextCorporaRouter
+
+
+@dataclass(frozen=True)
+class RouteEvent:
+    route: Route
+
+
+@dataclass(frozen=True)
+class SourcesEvent:
+    hits: tuple[Hit, ...]
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    text: str
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    """The last event of an answer: the checked answer, its route and the timings (ms)."""
+
+    answer: Answer
+    route: Route
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+Event = RouteEvent | SourcesEvent | TokenEvent | DoneEvent
+
+
+class Service:
+    """mmrag as a library: ingest, ask, list corpora."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+
+    # -- parts, built on first use -------------------------------------------------
+
+    @cached_property
+    def store(self) -> QdrantStore:
+        s = self.settings
+        if s.qdrant_url:
+            return QdrantStore(
+                url=s.qdrant_url, api_key=s.qdrant_api_key, prefix=s.collection_prefix
+            )
+        return QdrantStore(path=s.store_path, prefix=s.collection_prefix)
+
+    @cached_property
+    def index(self) -> Index:
+        from retrieval.encoders import SentenceTransformerEncoder
+
+        encoder = SentenceTransformerEncoder(
+            self.settings.text_model, batch_size=self.settings.embed_batch_size
+        )
+        return Index(self.store, encoder)
+
+    @cached_property
+    def generator(self) -> Generator:
+        s = self.settings
+        if s.generator == "openai":
+            from generation.openai_compat import OpenAIGenerator
+
+            return OpenAIGenerator(
+                s.openai_base_url,
+                s.openai_model,
+                api_key=s.openai_api_key,
+                timeout=s.openai_timeout,
+                context_window=s.llm_context,
+            )
+        from generation.llamacpp import LlamaCppGenerator, ensure_gguf
+
+        path = s.llm_model_path or ensure_gguf(s.models_dir)
+        return LlamaCppGenerator(path, n_ctx=s.llm_context, n_threads=s.llm_threads)
+
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        s = self.settings
+        return Ingestor(
+            self.index,
+            batch_size=s.ingest_batch_size,
+            target_words=s.chunk_target_words,
+            max_words=s.chunk_max_words,
+        )
+
+    def _graph(self, router: Router) -> Any:
+        s = self.settings
+        config = PipelineConfig(
+            search_mode=s.search_mode,
+            search_limit=s.search_limit,
+            top_k=s.top_k,
+            min_relevance=s.min_relevance,
+            context_chars=s.context_chars,
+            max_tokens=s.max_tokens,
+            temperature=s.temperature,
+        )
+        return build_graph(router, self.index, lambda: self.generator, config)
+
+    @cached_property
+    def _default_graph(self) -> Any:
+        return self._graph(TextCorporaRouter())
+
+    # -- verbs ---------------------------------------------------------------------
+
+    def ingest(
+        self, paths: Sequence[Path | str], progress: ProgressFn | None = None
+    ) -> IngestReport:
+        return self.ingestor.ingest(paths, progress)
+
+    def ask(self, question: str, *, corpora: Sequence[Corpus] | None = None) -> Iterator[Event]:
+        """Answer a question as a stream: route, sources, tokens..., done."""
+        question = question.strip()
+        if not question:
+            raise ValueError("the question is empty")
+        graph = self._graph(FixedRouter(tuple(corpora))) if corpora else self._default_graph
+        start = time.perf_counter()
+        final: dict[str, Any] = {}
+        for mode, chunk in graph.stream({"question": question}, stream_mode=["custom", "values"]):
+            if mode == "values":
+                final = chunk
+                continue
+            if "route" in chunk:
+                yield RouteEvent(chunk["route"])
+            elif "sources" in chunk:
+                yield SourcesEvent(tuple(chunk["sources"]))
+            elif "token" in chunk:
+                yield TokenEvent(chunk["token"])
+        timings = dict(final.get("timings", {}))
+        timings["total_ms"] = round((time.perf_counter() - start) * 1000, 2)
+        yield DoneEvent(final["answer"], final["route"], timings)
+
+    def answer(self, question: str, *, corpora: Sequence[Corpus] | None = None) -> DoneEvent:
+        """Like :meth:`ask`, without streaming."""
+        done = None
+        for event in self.ask(question, corpora=corpora):
+            if isinstance(event, DoneEvent):
+                done = event
+        assert done is not None
+        return done
+
+    def collections(self) -> dict[Corpus, int]:
+        return self.store.counts()
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()

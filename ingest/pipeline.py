@@ -1,0 +1,267 @@
+"""Files -> items -> the index, with change detection and per-file error reporting.
+
+Every item carries the sha256 of the file it came from. A file whose hash is already
+stored is skipped without parsing or embedding; a changed file's new items are stored
+first and only then are the old version's items deleted, so a failure half-way never
+leaves a file with no items. A file that cannot be read is reported and skipped; the
+others still go in.
+
+Embedding dominates the cost, so passages of many files are embedded together in
+large batches rather than file by file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+
+from ingest.base import Loader, ParsedDocument, Passage, loaders_by_suffix
+from ingest.chunking import chunk
+from ingest.loaders import default_loaders, load_file
+from retrieval.base import Corpus, Item, item_id
+from retrieval.errors import LoaderError, MmragError
+from retrieval.index import Index
+
+
+class FileStatus(StrEnum):
+    ADDED = "added"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one file."""
+
+    path: str
+    status: FileStatus
+    passages: int = 0
+    pages: int | None = None
+    message: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """The outcome of one ingest run; ``ok`` is False when any file failed."""
+
+    files: tuple[FileResult, ...]
+    seconds: float
+    embedded: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(f.status is not FileStatus.FAILED for f in self.files)
+
+    def count(self, status: FileStatus) -> int:
+        return sum(1 for f in self.files if f.status is status)
+
+
+ProgressFn = Callable[[FileResult], None]
+
+
+@dataclass
+class _Pending:
+    """A parsed file waiting for its passages to be embedded and stored."""
+
+    path: str
+    content_hash: str
+    replaces: bool
+    doc: ParsedDocument
+    passages: list[Item]
+    document: Item
+    vectors: list[np.ndarray] = field(default_factory=list)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def walk(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files under the given paths, recursively, in a stable order; hidden ones skipped."""
+    for root in paths:
+        if root.is_file():
+            yield root
+        elif root.is_dir():
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    if not name.startswith("."):
+                        yield Path(dirpath) / name
+        else:
+            # A path that does not exist is reported like an unreadable file.
+            yield root
+
+
+class Ingestor:
+    """Ingests files into the ``paragraph`` and ``document`` corpora of an index.
+
+    ``batch_size`` is the number of passages embedded together (across files);
+    passage sizes come from the chunker's ``target_words``/``max_words``.
+    """
+
+    def __init__(
+        self,
+        index: Index,
+        *,
+        loaders: Sequence[Loader] | None = None,
+        batch_size: int = 256,
+        target_words: int = 180,
+        max_words: int = 300,
+    ) -> None:
+        self.index = index
+        self.loaders = loaders_by_suffix(list(loaders) if loaders else default_loaders())
+        self.batch_size = batch_size
+        self.target_words = target_words
+        self.max_words = max_words
+
+    @property
+    def suffixes(self) -> frozenset[str]:
+        return frozenset(self.loaders)
+
+    def ingest(
+        self, paths: Sequence[Path | str], progress: ProgressFn | None = None
+    ) -> IngestReport:
+        """Ingest files and folders (recursively); ``progress`` is called once per file."""
+        start = time.perf_counter()
+        self.index.check()
+        known = self.index.store.source_hashes(Corpus.DOCUMENT)
+        results: list[FileResult] = []
+        pending: list[_Pending] = []
+        queued = 0
+        embedded = 0
+
+        def emit(result: FileResult) -> None:
+            results.append(result)
+            if progress:
+                progress(result)
+
+        for path in walk(Path(p) for p in paths):
+            source = str(path.resolve())
+            try:
+                digest = file_sha256(path)
+            except OSError as e:
+                emit(FileResult(source, FileStatus.FAILED, message=f"{path}: cannot read ({e})"))
+                continue
+            stored = known.get(source, set())
+            if stored == {digest}:
+                emit(FileResult(source, FileStatus.UNCHANGED))
+                continue
+            try:
+                doc = load_file(path, self.loaders)
+                item = self._items(source, digest, doc, replaces=bool(stored))
+            except MmragError as e:
+                emit(FileResult(source, FileStatus.FAILED, message=str(e)))
+                continue
+            except Exception as e:  # a loader bug must not stop the other files
+                emit(
+                    FileResult(
+                        source,
+                        FileStatus.FAILED,
+                        message=f"{path}: unexpected {type(e).__name__}: {e}",
+                    )
+                )
+                continue
+            pending.append(item)
+            queued += len(item.passages)
+            if queued >= self.batch_size:
+                embedded += self._flush(pending, emit)
+                pending, queued = [], 0
+        embedded += self._flush(pending, emit)
+        return IngestReport(tuple(results), time.perf_counter() - start, embedded)
+
+    # -- internals -----------------------------------------------------------------
+
+    def _items(self, source: str, digest: str, doc: ParsedDocument, replaces: bool) -> _Pending:
+        passages = chunk(doc, target_words=self.target_words, max_words=self.max_words)
+        if not passages:
+            raise LoaderError(f"{source}: no text to index")
+        doc_id = item_id(source, digest, "document")
+        items = [
+            self._passage_item(source, digest, doc, p, n, doc_id) for n, p in enumerate(passages)
+        ]
+        body = "\n\n".join(doc.texts)
+        head = " ".join(body.split()[:200])
+        document = Item(
+            id=doc_id,
+            corpus=Corpus.DOCUMENT,
+            text=f"{doc.title}\n\n{head}" if doc.title else head,
+            source=source,
+            content_hash=digest,
+            title=doc.title,
+            sparse_text=f"{doc.title}\n{body}",
+            extra={
+                "media_type": doc.media_type,
+                "pages": doc.page_count,
+                "passages": len(items),
+                "passage_ids": [i.id for i in items],
+                "warnings": list(doc.warnings),
+            },
+        )
+        return _Pending(source, digest, replaces, doc, items, document)
+
+    @staticmethod
+    def _passage_item(
+        source: str, digest: str, doc: ParsedDocument, p: Passage, n: int, doc_id: str
+    ) -> Item:
+        context = " > ".join(x for x in (doc.title, *p.heading) if x)
+        return Item(
+            id=item_id(source, digest, "passage", n),
+            corpus=Corpus.PARAGRAPH,
+            text=p.text,
+            source=source,
+            content_hash=digest,
+            title=doc.title,
+            page=p.page,
+            heading=p.heading,
+            char_start=p.char_start,
+            char_end=p.char_end,
+            parent_id=doc_id,
+            embed_text=f"{context}\n{p.text}" if context else p.text,
+            extra={"media_type": doc.media_type, "n": n},
+        )
+
+    def _flush(self, pending: list[_Pending], emit: Callable[[FileResult], None]) -> int:
+        """Embed and store the passages of the pending files, then their documents."""
+        if not pending:
+            return 0
+        passages = [i for p in pending for i in p.passages]
+        vectors = self.index.add(passages)
+        documents: list[Item] = []
+        doc_vectors = []
+        offset = 0
+        for p in pending:
+            own = vectors[offset : offset + len(p.passages)]
+            offset += len(p.passages)
+            # The document vector is the mean of its passages: the whole text, at no
+            # extra encoder cost.
+            mean = own.mean(axis=0)
+            doc_vectors.append(mean / (np.linalg.norm(mean) or 1.0))
+            documents.append(p.document)
+        self.index.add(documents, np.stack(doc_vectors).astype(np.float32))
+        for p in pending:
+            if p.replaces:
+                for corpus in (Corpus.PARAGRAPH, Corpus.DOCUMENT):
+                    self.index.store.delete_stale(corpus, p.path, p.content_hash)
+            emit(
+                FileResult(
+                    p.path,
+                    FileStatus.UPDATED if p.replaces else FileStatus.ADDED,
+                    passages=len(p.passages),
+                    pages=p.doc.page_count,
+                    warnings=p.doc.warnings,
+                )
+            )
+        return len(passages)

@@ -1,0 +1,128 @@
+"""The shared data model: corpora, items, hits, and the encoder protocols.
+
+These small frozen dataclasses are the seams between packages. Vendor types (Qdrant
+points, torch tensors) never cross them: a store turns its results into :class:`Hit`,
+an encoder returns plain numpy arrays and :class:`SparseVector`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+
+class Corpus(StrEnum):
+    """One Qdrant collection per modality and granularity (UniversalRAG)."""
+
+    PARAGRAPH = "paragraph"
+    DOCUMENT = "document"
+    IMAGE = "image"
+    CLIP = "clip"
+    VIDEO = "video"
+
+
+TEXT_CORPORA: tuple[Corpus, ...] = (Corpus.PARAGRAPH, Corpus.DOCUMENT)
+
+# A fixed namespace so that item ids are stable across runs and machines.
+_ID_NAMESPACE = uuid.UUID("6f1c6f0e-4a57-4d8e-9a43-0c5a3e1f7b21")
+
+
+def item_id(*parts: object) -> str:
+    """A deterministic UUID (Qdrant point ids must be UUIDs or ints) from its parts."""
+    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(str(p) for p in parts)))
+
+
+@dataclass(frozen=True)
+class Item:
+    """One searchable unit of one corpus.
+
+    ``text`` is the item's content as shown to people and to the LLM (for a passage,
+    exactly ``page_text[char_start:char_end]``). ``embed_text`` (when set) is what the
+    encoders see instead, e.g. the passage prefixed with its title and heading path;
+    ``sparse_text`` (when set) overrides it for the sparse encoder only, so a
+    ``document`` item can be matched lexically on all of its text while its dense
+    vector stays focused. Neither is stored. ``page`` is 1-based. ``char_start``
+    and ``char_end`` index into the text of the page (PDF) or of the file (other types).
+    ``extra`` holds corpus-specific payload (pages, passage ids, time ranges...).
+    """
+
+    id: str
+    corpus: Corpus
+    text: str
+    source: str
+    content_hash: str
+    title: str = ""
+    page: int | None = None
+    heading: tuple[str, ...] = ()
+    char_start: int | None = None
+    char_end: int | None = None
+    parent_id: str | None = None
+    embed_text: str | None = None
+    sparse_text: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """An item returned by a search.
+
+    ``score`` is the score of the method that found it (for hybrid search, the fused
+    RRF score: a rank signal, not comparable across collections). ``relevance`` is the
+    cosine similarity of the query and the item's dense vector when known: one scale
+    for every corpus filled by the same encoder.
+    """
+
+    item: Item
+    score: float
+    relevance: float | None = None
+
+    @property
+    def corpus(self) -> Corpus:
+        return self.item.corpus
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    """Term weights keyed by hashed term id (the collection applies IDF)."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What a collection records about the encoder that filled it."""
+
+    name: str
+    version: str
+    dim: int
+
+    def describe(self) -> str:
+        return f"{self.name} (version {self.version}, {self.dim} dimensions)"
+
+
+Vectors = npt.NDArray[np.float32]
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Dense text embeddings: L2-normalised rows, one per input text."""
+
+    info: EncoderInfo
+
+    def encode(self, texts: Sequence[str], *, query: bool = False) -> Vectors: ...
+
+
+@runtime_checkable
+class SparseEncoder(Protocol):
+    """Sparse term-weight vectors (documents and queries are weighted differently)."""
+
+    info: EncoderInfo
+
+    def encode(self, texts: Sequence[str], *, query: bool = False) -> list[SparseVector]: ...

@@ -1,0 +1,95 @@
+"""The index: the store plus the encoders that fill and query it.
+
+Ingest writes through :meth:`Index.add`; the pipeline's retrieve step reads through
+:meth:`Index.search`. Keeping both here means a query is always encoded the same way
+its corpus was, and the encoder check happens in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from retrieval.base import Corpus, Hit, Item, SparseEncoder, TextEncoder, Vectors
+from retrieval.sparse import BM25Encoder
+from retrieval.store import QdrantStore, SearchMode
+
+# Expected lengths (in terms, after stop words) per corpus for BM25 length
+# normalisation: passages are ~100-300 words, whole documents thousands.
+DEFAULT_AVGDL: Mapping[Corpus, float] = {
+    Corpus.PARAGRAPH: 120.0,
+    Corpus.DOCUMENT: 5000.0,
+    Corpus.IMAGE: 30.0,
+    Corpus.CLIP: 80.0,
+    Corpus.VIDEO: 1000.0,
+}
+
+
+def default_sparse_encoders() -> dict[Corpus, SparseEncoder]:
+    return {c: BM25Encoder(avgdl=a) for c, a in DEFAULT_AVGDL.items()}
+
+
+class Index:
+    """Encode-and-store for ingestion, encode-and-search for questions."""
+
+    def __init__(
+        self,
+        store: QdrantStore,
+        dense: TextEncoder,
+        sparse: Mapping[Corpus, SparseEncoder] | None = None,
+    ) -> None:
+        self.store = store
+        self.dense = dense
+        self.sparse = dict(sparse or default_sparse_encoders())
+
+    def ensure(self, corpus: Corpus) -> None:
+        self.store.ensure(corpus, self.dense.info, self.sparse[corpus].info)
+
+    def check(self) -> None:
+        """Fail early (EncoderMismatchError) if any existing collection has other encoders."""
+        for corpus in Corpus:
+            if self.store.exists(corpus):
+                self.ensure(corpus)
+
+    def embed(self, items: Sequence[Item]) -> Vectors:
+        return self.dense.encode([i.embed_text or i.text for i in items])
+
+    def add(self, items: Sequence[Item], dense: Vectors | None = None) -> Vectors:
+        """Store items of one corpus; computes the dense vectors unless given. Returns them."""
+        if not items:
+            return np.zeros((0, self.dense.info.dim), dtype=np.float32)
+        corpus = items[0].corpus
+        self.ensure(corpus)
+        if dense is None:
+            dense = self.embed(items)
+        sparse = self.sparse[corpus].encode(
+            [i.sparse_text or i.embed_text or i.text for i in items]
+        )
+        self.store.upsert(items, dense, sparse)
+        return dense
+
+    def search(
+        self,
+        query: str,
+        corpora: Sequence[Corpus],
+        *,
+        limit: int = 10,
+        mode: SearchMode = "hybrid",
+    ) -> dict[Corpus, list[Hit]]:
+        """Search each corpus with one encoding of the query."""
+        targets = [c for c in corpora if self.store.exists(c)]
+        if not targets:
+            return {c: [] for c in corpora}
+        for c in targets:
+            self.ensure(c)
+        dense_q = self.dense.encode([query], query=True)[0] if mode != "sparse" else None
+        # Query-side sparse weights do not depend on the corpus' length normalisation.
+        sparse_q = self.sparse[targets[0]].encode([query], query=True)[0]
+        out: dict[Corpus, list[Hit]] = {c: [] for c in corpora}
+        for c in targets:
+            out[c] = self.store.search(c, dense=dense_q, sparse=sparse_q, mode=mode, limit=limit)
+        return out
+
+    def counts(self) -> dict[Corpus, int]:
+        return self.store.counts()

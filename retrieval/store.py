@@ -1,0 +1,356 @@
+"""The Qdrant store: one collection per corpus, hybrid search, encoder bookkeeping.
+
+The same class opens an embedded Qdrant folder (``path``), an in-memory instance (for
+tests) or a Qdrant server (``url``); the choice is made once, in the constructor.
+Each collection has a named dense vector ``dense`` (cosine) and a sparse vector
+``sparse`` with Qdrant's IDF modifier, and records in its metadata which encoders
+filled it, so opening it with other encoders fails with a clear message instead of
+silently mixing incomparable vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from retrieval.base import Corpus, EncoderInfo, Hit, Item, SparseVector, Vectors
+from retrieval.errors import ConfigError, EncoderMismatchError, StoreError
+
+SearchMode = Literal["hybrid", "dense", "sparse"]
+
+DENSE = "dense"
+SPARSE = "sparse"
+_UPSERT_BATCH = 256
+
+
+class QdrantStore:
+    """Collections of items, searched dense, sparse or hybrid (prefetch both, fuse by RRF).
+
+    Give exactly one of ``path`` (embedded, a local folder: one process at a time),
+    ``url`` (a Qdrant server or cluster) or ``memory=True``. ``prefix`` namespaces the
+    collections so several deployments can share one server.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: Path | str | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        memory: bool = False,
+        prefix: str = "mmrag",
+        timeout: int = 30,
+    ) -> None:
+        chosen = [n for n, v in (("path", path), ("url", url), ("memory", memory)) if v]
+        if len(chosen) != 1:
+            raise ConfigError(
+                "give exactly one of a Qdrant path (embedded), url (server) or memory=True; "
+                f"got {', '.join(chosen) or 'none'}"
+            )
+        from qdrant_client import QdrantClient
+
+        self.prefix = prefix
+        self.remote = url is not None
+        try:
+            if url:
+                self._client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
+                self._client.get_collections()  # fail now, not at the first search
+            elif path:
+                Path(path).mkdir(parents=True, exist_ok=True)
+                self._client = QdrantClient(path=str(path))
+            else:
+                self._client = QdrantClient(location=":memory:")
+        except Exception as e:
+            where = url or path or "memory"
+            hint = ""
+            if "already accessed" in str(e):
+                hint = (
+                    ": another mmrag process has this data folder open (embedded Qdrant "
+                    "allows one process per folder); stop it, or run a Qdrant server and "
+                    "set MMRAG_QDRANT_URL"
+                )
+            raise StoreError(f"cannot open the Qdrant store at {where}{hint} ({e})") from e
+        self._known: dict[Corpus, tuple[EncoderInfo, EncoderInfo]] = {}
+
+    # -- collections ---------------------------------------------------------------
+
+    def collection(self, corpus: Corpus) -> str:
+        return f"{self.prefix}_{corpus.value}"
+
+    def exists(self, corpus: Corpus) -> bool:
+        return bool(self._client.collection_exists(self.collection(corpus)))
+
+    def ensure(self, corpus: Corpus, dense: EncoderInfo, sparse: EncoderInfo) -> None:
+        """Create the corpus' collection, or check that it was filled by these encoders."""
+        if self._known.get(corpus) == (dense, sparse):
+            return
+        from qdrant_client import models
+
+        name = self.collection(corpus)
+        wanted = {"dense_encoder": asdict(dense), "sparse_encoder": asdict(sparse)}
+        if self._client.collection_exists(name):
+            meta = self._client.get_collection(name).config.metadata or {}
+            for key, info in (("dense_encoder", dense), ("sparse_encoder", sparse)):
+                stored = meta.get(key)
+                if stored != asdict(info):
+                    have = EncoderInfo(**stored).describe() if stored else "an unknown encoder"
+                    raise EncoderMismatchError(
+                        f"the {corpus.value} collection '{name}' was filled by {have}, but the "
+                        f"configured encoder is {info.describe()}; vectors of different "
+                        "encoders cannot be compared. Use the encoder it was built with, or "
+                        "ingest into a new data folder or collection prefix "
+                        "(MMRAG_DATA_DIR / MMRAG_COLLECTION_PREFIX)."
+                    )
+        else:
+            self._client.create_collection(
+                name,
+                vectors_config={
+                    DENSE: models.VectorParams(size=dense.dim, distance=models.Distance.COSINE)
+                },
+                sparse_vectors_config={
+                    SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                },
+                metadata=wanted,
+            )
+            if self.remote:
+                # Filters on these fields run on every ingest; the server indexes them.
+                for field in ("source", "content_hash", "parent_id"):
+                    self._client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
+        self._known[corpus] = (dense, sparse)
+
+    def count(self, corpus: Corpus) -> int:
+        if not self.exists(corpus):
+            return 0
+        return int(self._client.count(self.collection(corpus), exact=True).count)
+
+    def counts(self) -> dict[Corpus, int]:
+        return {c: self.count(c) for c in Corpus}
+
+    # -- writing -------------------------------------------------------------------
+
+    def upsert(
+        self,
+        items: Sequence[Item],
+        dense: Vectors,
+        sparse: Sequence[SparseVector],
+    ) -> None:
+        """Store items of one corpus with their vectors (same order, same length)."""
+        if not (len(items) == len(dense) == len(sparse)):
+            raise ValueError("items, dense and sparse vectors must have the same length")
+        if not items:
+            return
+        from qdrant_client import models
+
+        corpus = items[0].corpus
+        if any(i.corpus is not corpus for i in items):
+            raise ValueError("upsert takes items of one corpus at a time")
+        name = self.collection(corpus)
+        for start in range(0, len(items), _UPSERT_BATCH):
+            batch = range(start, min(start + _UPSERT_BATCH, len(items)))
+            points = [
+                models.PointStruct(
+                    id=items[i].id,
+                    vector={
+                        DENSE: dense[i].tolist(),
+                        SPARSE: models.SparseVector(
+                            indices=list(sparse[i].indices), values=list(sparse[i].values)
+                        ),
+                    },
+                    payload=_payload(items[i]),
+                )
+                for i in batch
+            ]
+            self._client.upsert(name, points=points, wait=True)
+
+    def delete_stale(self, corpus: Corpus, source: str, keep_hash: str) -> None:
+        """Remove the items of ``source`` that were not made from the ``keep_hash`` version."""
+        from qdrant_client import models
+
+        if not self.exists(corpus):
+            return
+        self._client.delete(
+            self.collection(corpus),
+            points_selector=models.FilterSelector(
+                filter=models.Filter(
+                    must=[_match("source", source)],
+                    must_not=[_match("content_hash", keep_hash)],
+                )
+            ),
+            wait=True,
+        )
+
+    def delete_source(self, corpus: Corpus, source: str) -> None:
+        from qdrant_client import models
+
+        if not self.exists(corpus):
+            return
+        self._client.delete(
+            self.collection(corpus),
+            points_selector=models.FilterSelector(
+                filter=models.Filter(must=[_match("source", source)])
+            ),
+            wait=True,
+        )
+
+    # -- reading -------------------------------------------------------------------
+
+    def source_hashes(self, corpus: Corpus) -> dict[str, set[str]]:
+        """Every source in the corpus with the content hashes its items carry."""
+        out: dict[str, set[str]] = {}
+        for payload in self._scroll(corpus, ["source", "content_hash"]):
+            out.setdefault(payload["source"], set()).add(payload["content_hash"])
+        return out
+
+    def items_of(self, corpus: Corpus, source: str) -> list[Item]:
+        from qdrant_client import models
+
+        flt = models.Filter(must=[_match("source", source)])
+        return [_item(corpus, pid, p) for pid, p in self._scroll_points(corpus, True, flt)]
+
+    def search(
+        self,
+        corpus: Corpus,
+        *,
+        dense: Vectors | None = None,
+        sparse: SparseVector | None = None,
+        mode: SearchMode = "hybrid",
+        limit: int = 10,
+        prefetch_limit: int | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> list[Hit]:
+        """Search one corpus; ``hybrid`` prefetches dense and sparse and fuses with RRF."""
+        from qdrant_client import models
+
+        if not self.exists(corpus):
+            return []
+        flt = models.Filter(must=[_match_any("source", sources)]) if sources else None
+        name = self.collection(corpus)
+        dense_q = None if dense is None else np.asarray(dense, dtype=np.float32).ravel()
+        sparse_q = (
+            None
+            if sparse is None
+            else models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
+        )
+        if mode in ("hybrid", "dense") and dense_q is None:
+            raise ValueError(f"{mode} search needs a dense query vector")
+        if mode in ("hybrid", "sparse") and sparse_q is None:
+            raise ValueError(f"{mode} search needs a sparse query vector")
+        try:
+            if mode == "dense":
+                assert dense_q is not None
+                res = self._client.query_points(
+                    name, query=dense_q.tolist(), using=DENSE, limit=limit, query_filter=flt
+                )
+            elif mode == "sparse":
+                if not sparse_q or not sparse_q.indices:
+                    return []
+                res = self._client.query_points(
+                    name, query=sparse_q, using=SPARSE, limit=limit, query_filter=flt
+                )
+            else:
+                assert dense_q is not None
+                k = prefetch_limit or max(2 * limit, 50)
+                prefetch = [
+                    models.Prefetch(query=dense_q.tolist(), using=DENSE, limit=k, filter=flt)
+                ]
+                if sparse_q is not None and sparse_q.indices:
+                    prefetch.append(
+                        models.Prefetch(query=sparse_q, using=SPARSE, limit=k, filter=flt)
+                    )
+                res = self._client.query_points(
+                    name,
+                    prefetch=prefetch,
+                    query=models.FusionQuery(fusion=models.Fusion.RRF),
+                    limit=limit,
+                    with_vectors=[DENSE],
+                )
+        except Exception as e:
+            raise StoreError(f"search in '{name}' failed: {e}") from e
+        hits = []
+        for p in res.points:
+            if mode == "dense":
+                relevance: float | None = float(p.score)
+            elif dense_q is not None and isinstance(p.vector, dict) and DENSE in p.vector:
+                # Fused scores are ranks; the cosine puts hits of all corpora on one scale.
+                relevance = float(np.dot(np.asarray(p.vector[DENSE]), dense_q))
+            else:
+                relevance = None
+            hits.append(Hit(_item(corpus, p.id, p.payload or {}), float(p.score), relevance))
+        return hits
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- internals -----------------------------------------------------------------
+
+    def _scroll(self, corpus: Corpus, fields: list[str]) -> Iterator[dict[str, Any]]:
+        for _, payload in self._scroll_points(corpus, fields, None):
+            yield payload
+
+    def _scroll_points(
+        self, corpus: Corpus, fields: list[str] | bool, flt: Any
+    ) -> Iterator[tuple[Any, dict[str, Any]]]:
+        if not self.exists(corpus):
+            return
+        offset = None
+        while True:
+            points, offset = self._client.scroll(
+                self.collection(corpus),
+                scroll_filter=flt,
+                limit=1024,
+                offset=offset,
+                with_payload=fields,
+                with_vectors=False,
+            )
+            for p in points:
+                yield p.id, p.payload or {}
+            if offset is None:
+                return
+
+
+def _match(key: str, value: str) -> Any:
+    from qdrant_client import models
+
+    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+
+def _match_any(key: str, values: Iterable[str]) -> Any:
+    from qdrant_client import models
+
+    return models.FieldCondition(key=key, match=models.MatchAny(any=list(values)))
+
+
+def _payload(item: Item) -> dict[str, Any]:
+    return {
+        "source": item.source,
+        "content_hash": item.content_hash,
+        "title": item.title,
+        "text": item.text,
+        "page": item.page,
+        "heading": list(item.heading),
+        "char_start": item.char_start,
+        "char_end": item.char_end,
+        "parent_id": item.parent_id,
+        "extra": dict(item.extra),
+    }
+
+
+def _item(corpus: Corpus, point_id: Any, payload: Mapping[str, Any]) -> Item:
+    return Item(
+        id=str(point_id),
+        corpus=corpus,
+        text=payload.get("text", ""),
+        source=payload.get("source", ""),
+        content_hash=payload.get("content_hash", ""),
+        title=payload.get("title", ""),
+        page=payload.get("page"),
+        heading=tuple(payload.get("heading") or ()),
+        char_start=payload.get("char_start"),
+        char_end=payload.get("char_end"),
+        parent_id=payload.get("parent_id"),
+        extra=payload.get("extra") or {},
+    )

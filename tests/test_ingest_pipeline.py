@@ -1,0 +1,207 @@
+"""The ingest pipeline end to end: real files, real MiniLM, real embedded Qdrant."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from ingest.pipeline import FileStatus, Ingestor, IngestReport
+from retrieval.base import Corpus, EncoderInfo, Vectors
+from retrieval.encoders import SentenceTransformerEncoder
+from retrieval.errors import EncoderMismatchError
+from retrieval.index import Index
+from retrieval.store import QdrantStore
+from tests.test_loaders import write_pdf
+
+
+class CountingEncoder:
+    """Obeys TextEncoder; counts the texts it is asked to embed, delegating to MiniLM."""
+
+    def __init__(self, inner: SentenceTransformerEncoder) -> None:
+        self.inner = inner
+        self.info: EncoderInfo = inner.info
+        self.texts = 0
+
+    def encode(self, texts: Sequence[str], *, query: bool = False) -> Vectors:
+        self.texts += len(texts)
+        return self.inner.encode(texts, query=query)
+
+
+LONG = " ".join(f"Sentence {i} explains how the hydraulic pump keeps pressure." for i in range(60))
+
+
+def make_folder(root: Path) -> Path:
+    docs = root / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "guide.md").write_text(
+        "# Pump guide\n\n## Maintenance\n\nReplace the gasket kit XQ-7731-B every spring.\n\n"
+        f"## Theory\n\n{LONG}\n",
+        encoding="utf-8",
+    )
+    (docs / "sub" / "notes.txt").write_text(
+        "Cats sleep for most of the day.\n\nThey hunt at dusk.", encoding="utf-8"
+    )
+    write_pdf(
+        docs / "report.pdf",
+        [["Revenue grew four percent in 2023."], ["The board approved a dividend of 12 cents."]],
+    )
+    from docx import Document
+
+    d = Document()
+    d.add_heading("Travel policy", 1)
+    d.add_paragraph("Employees book flights through the internal portal.")
+    d.save(str(docs / "policy.docx"))
+    (docs / ".hidden.txt").write_text("never ingested", encoding="utf-8")
+    return docs
+
+
+@pytest.fixture()
+def counting(encoder: SentenceTransformerEncoder) -> CountingEncoder:
+    return CountingEncoder(encoder)
+
+
+@pytest.fixture()
+def ingestor(counting: CountingEncoder) -> Ingestor:
+    return Ingestor(Index(QdrantStore(memory=True), counting), batch_size=8)
+
+
+def by_name(report: IngestReport) -> dict[str, FileStatus]:
+    return {Path(f.path).name: f.status for f in report.files}
+
+
+def search_sources(ingestor: Ingestor, query: str, corpus: Corpus = Corpus.PARAGRAPH) -> list[str]:
+    hits = ingestor.index.search(query, [corpus], limit=5)[corpus]
+    return [Path(h.item.source).name for h in hits]
+
+
+def test_folder_is_ingested_recursively_with_pages_and_headings(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    docs = make_folder(tmp_path)
+    report = ingestor.ingest([docs])
+    assert report.ok
+    assert by_name(report) == {
+        "guide.md": FileStatus.ADDED,
+        "policy.docx": FileStatus.ADDED,
+        "report.pdf": FileStatus.ADDED,
+        "notes.txt": FileStatus.ADDED,
+    }
+    counts = ingestor.index.counts()
+    assert counts[Corpus.DOCUMENT] == 4
+    assert counts[Corpus.PARAGRAPH] == sum(f.passages for f in report.files) >= 5
+    # The PDF passage keeps its page; the Markdown passage keeps its heading path.
+    dividend = ingestor.index.search("dividend approved by the board", [Corpus.PARAGRAPH])
+    top = dividend[Corpus.PARAGRAPH][0].item
+    assert (Path(top.source).name, top.page) == ("report.pdf", 2)
+    gasket = ingestor.index.search("gasket kit XQ-7731-B", [Corpus.PARAGRAPH])
+    top = gasket[Corpus.PARAGRAPH][0].item
+    assert top.heading == ("Pump guide", "Maintenance")
+    assert top.char_start is not None and top.char_end is not None
+    text = (docs / "guide.md").read_text(encoding="utf-8")
+    assert text[top.char_start : top.char_end] == top.text
+    # Passages link to their document item.
+    doc_hit = ingestor.index.search("pump guide", [Corpus.DOCUMENT])[Corpus.DOCUMENT][0]
+    assert top.parent_id == doc_hit.item.id
+    assert top.id in doc_hit.item.extra["passage_ids"]
+
+
+def test_unchanged_folder_embeds_nothing(
+    ingestor: Ingestor, counting: CountingEncoder, tmp_path: Path
+) -> None:
+    docs = make_folder(tmp_path)
+    ingestor.ingest([docs])
+    before = ingestor.index.counts()
+    counting.texts = 0
+    report = ingestor.ingest([docs])
+    assert counting.texts == 0
+    assert report.embedded == 0
+    assert set(by_name(report).values()) == {FileStatus.UNCHANGED}
+    assert ingestor.index.counts() == before
+
+
+def test_changed_file_replaces_its_old_passages(
+    ingestor: Ingestor, counting: CountingEncoder, tmp_path: Path
+) -> None:
+    docs = make_folder(tmp_path)
+    ingestor.ingest([docs])
+    notes = docs / "sub" / "notes.txt"
+    notes.write_text("Parrots can mimic human speech.", encoding="utf-8")
+    counting.texts = 0
+    report = ingestor.ingest([docs])
+    assert by_name(report)["notes.txt"] is FileStatus.UPDATED
+    assert by_name(report)["guide.md"] is FileStatus.UNCHANGED
+    assert counting.texts == 1  # only the new passage was embedded
+    store = ingestor.index.store
+    items = store.items_of(Corpus.PARAGRAPH, str(notes.resolve()))
+    assert [i.text for i in items] == ["Parrots can mimic human speech."]
+    assert len(store.items_of(Corpus.DOCUMENT, str(notes.resolve()))) == 1
+    hits = ingestor.index.search("cats sleeping all day", [Corpus.PARAGRAPH])[Corpus.PARAGRAPH]
+    assert hits and all("Cats" not in h.item.text for h in hits)
+    assert search_sources(ingestor, "parrots imitate speech")[0] == "notes.txt"
+
+
+def test_bad_files_are_reported_and_the_rest_stored(ingestor: Ingestor, tmp_path: Path) -> None:
+    docs = make_folder(tmp_path)
+    (docs / "corrupt.pdf").write_bytes(b"%PDF-1.7\n this is not really a pdf \x00\x01")
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "data.xyz").write_text("what am I", encoding="utf-8")
+    (docs / "binary.txt").write_bytes(bytes(range(256)) * 8)
+    report = ingestor.ingest([docs])
+    assert not report.ok
+    failed = {Path(f.path).name: f.message for f in report.files if f.status is FileStatus.FAILED}
+    assert set(failed) == {"corrupt.pdf", "empty.txt", "data.xyz", "binary.txt"}
+    assert "not a readable PDF" in failed["corrupt.pdf"]
+    assert "empty" in failed["empty.txt"]
+    assert ".xyz" in failed["data.xyz"]
+    assert "not UTF-8" in failed["binary.txt"]
+    for name, message in failed.items():
+        assert name in message
+    assert ingestor.index.counts()[Corpus.DOCUMENT] == 4
+
+
+def test_legacy_encoded_text_is_ingested_with_a_warning(ingestor: Ingestor, tmp_path: Path) -> None:
+    path = tmp_path / "café.txt"
+    path.write_bytes("Le café était très chaud à Genève.".encode("cp1252"))
+    report = ingestor.ingest([path])
+    (result,) = report.files
+    assert result.status is FileStatus.ADDED
+    assert any("cp1252" in w for w in result.warnings)
+    items = ingestor.index.store.items_of(Corpus.PARAGRAPH, str(path.resolve()))
+    assert "café" in items[0].text
+
+
+def test_changed_file_that_no_longer_parses_keeps_its_old_items(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    docs = make_folder(tmp_path)
+    ingestor.ingest([docs])
+    report_pdf = docs / "report.pdf"
+    before = ingestor.index.store.items_of(Corpus.PARAGRAPH, str(report_pdf.resolve()))
+    report_pdf.write_bytes(report_pdf.read_bytes()[:200])  # truncated: unreadable
+    report = ingestor.ingest([docs])
+    assert by_name(report)["report.pdf"] is FileStatus.FAILED
+    after = ingestor.index.store.items_of(Corpus.PARAGRAPH, str(report_pdf.resolve()))
+    assert sorted(i.id for i in after) == sorted(i.id for i in before) != []
+
+
+def test_missing_path_is_reported(ingestor: Ingestor, tmp_path: Path) -> None:
+    report = ingestor.ingest([tmp_path / "nope.md"])
+    assert not report.ok
+    assert "nope.md" in report.files[0].message
+
+
+def test_ingest_into_collection_of_another_encoder_is_refused(
+    encoder: SentenceTransformerEncoder, tmp_path: Path
+) -> None:
+    store = QdrantStore(memory=True)
+    store.ensure(
+        Corpus.PARAGRAPH,
+        EncoderInfo("e5-small", "2", 384),
+        Index(store, encoder).sparse[Corpus.PARAGRAPH].info,
+    )
+    docs = make_folder(tmp_path)
+    with pytest.raises(EncoderMismatchError, match="e5-small"):
+        Ingestor(Index(store, encoder)).ingest([docs])
+    assert store.count(Corpus.PARAGRAPH) == 0
