@@ -111,7 +111,7 @@ def bm25s_run(data: TextEvalData) -> dict[str, list[str]]:
         import bm25s
         import Stemmer
     except ImportError as e:
-        raise MmragError("the bm25s baseline needs: pip install 'mmrag[eval]'") from e
+        raise MmragError("the bm25s baseline needs: pip install bm25s PyStemmer") from e
     stemmer = Stemmer.Stemmer("english")
     retriever = bm25s.BM25()
     retriever.index(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
 from generation.base import Answer, Generator, Source
-from generation.citations import resolve_citations
+from generation.citations import MarkerFilter, resolve_citations
 from generation.prompt import NO_ANSWER_TEXT, build_messages, build_messages_without_sources
 from retrieval.base import Corpus, Hit
 from retrieval.index import Index
@@ -25,6 +25,7 @@ from router.base import Route, Router
 class State(TypedDict, total=False):
     question: str
     route: Route
+    available: dict[Corpus, int]
     hits: dict[Corpus, list[Hit]]
     selected: list[Hit]
     draft: str
@@ -50,14 +51,22 @@ def select_hits(
 ) -> list[Hit]:
     """Merge the corpora's hits into the evidence list given to the generator.
 
-    Fused (RRF) scores are ranks, not relevance, and differ between collections; the
-    dense cosine of each hit is on one scale across corpora, so it orders the merged
-    list and its threshold decides what counts as evidence at all. Items already
-    covered (a passage's text inside a chosen one) are dropped; the character budget
-    keeps the prompt within the model's window.
+    The dense cosine of each hit is on one scale across corpora: its threshold decides
+    what counts as evidence at all. Passages come first, in fused (hybrid) rank order,
+    which beats the cosine alone (docs/benchmarks.md): a passage cites its page and fits
+    the prompt, while a whole-document item shows the model only its opening. Document
+    hits fill the slots relevant passages leave, and never when passages of that
+    document were found. Repeated texts are dropped; the character budget keeps the
+    prompt within the model's window.
     """
     pool = [h for hs in hits.values() for h in hs if _relevance(h) >= min_relevance]
-    pool.sort(key=_relevance, reverse=True)
+    with_passages = {h.item.parent_id for h in pool if h.item.corpus is Corpus.PARAGRAPH}
+    pool = [
+        h for h in pool if not (h.item.corpus is Corpus.DOCUMENT and h.item.id in with_passages)
+    ]
+    pool.sort(
+        key=lambda h: (h.item.corpus is Corpus.PARAGRAPH, h.score, _relevance(h)), reverse=True
+    )
     chosen: list[Hit] = []
     seen: set[str] = set()
     used = 0
@@ -94,15 +103,19 @@ def build_graph(
 
     def route(state: State) -> dict[str, Any]:
         start = time.perf_counter()
-        r = router.route(state["question"], index.counts())
+        available = index.counts()
+        r = router.route(state["question"], available)
         get_stream_writer()({"route": r})
-        return {"route": r, "timings": timed("route_ms", start)}
+        return {"route": r, "available": available, "timings": timed("route_ms", start)}
 
     def retrieve(state: State) -> dict[str, Any]:
         start = time.perf_counter()
+        # A corpus with no items is never searched.
+        available = state.get("available", {})
+        searchable = [c for c in state["route"].corpora if available.get(c, 0) > 0]
         hits = index.search(
             state["question"],
-            state["route"].corpora,
+            searchable,
             limit=config.search_limit,
             mode=config.search_mode,
         )
@@ -125,8 +138,15 @@ def build_graph(
         selected = state.get("selected", [])
         if state["route"].retrieve and not selected:
             # Nothing relevant was found: say so rather than let the model invent.
-            write({"token": NO_ANSWER_TEXT})
-            return {"draft": NO_ANSWER_TEXT, "timings": timed("generate_ms", start)}
+            text = NO_ANSWER_TEXT
+            if not any(state.get("available", {}).get(c, 0) for c in state["route"].corpora):
+                names = ", ".join(c.value for c in state["route"].corpora)
+                text = (
+                    f"Nothing has been ingested yet ({names}: empty); "
+                    "run `mmrag ingest PATH` first."
+                )
+            write({"token": text})
+            return {"draft": text, "timings": timed("generate_ms", start)}
         sources = [Source(n, h) for n, h in enumerate(selected, 1)]
         messages = (
             build_messages(state["question"], sources)
@@ -135,13 +155,19 @@ def build_graph(
         )
         parts: list[str] = []
         first: float | None = None
+        # Markers that point to no source are held back from the stream; the final
+        # answer text is exactly what was streamed.
+        markers = MarkerFilter(sources)
         for delta in generator_factory().stream(
             messages, max_tokens=config.max_tokens, temperature=config.temperature
         ):
             if first is None:
                 first = time.perf_counter()
             parts.append(delta)
-            write({"token": delta})
+            if shown := markers.feed(delta):
+                write({"token": shown})
+        if rest := markers.flush():
+            write({"token": rest})
         out = timed("generate_ms", start)
         if first is not None:
             out["first_token_ms"] = round((first - start) * 1000, 2)

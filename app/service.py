@@ -55,8 +55,21 @@ Event = RouteEvent | SourcesEvent | TokenEvent | DoneEvent
 class Service:
     """mmrag as a library: ingest, ask, list corpora."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        index: Index | None = None,
+        generator: Generator | None = None,
+    ) -> None:
+        """Parts not given are built from ``settings`` on first use (tests and embedders
+        pass already-loaded ones)."""
         self.settings = settings or Settings()
+        if index is not None:
+            self.__dict__["index"] = index
+            self.__dict__["store"] = index.store
+        if generator is not None:
+            self.__dict__["generator"] = generator
 
     # -- parts, built on first use -------------------------------------------------
 
@@ -76,7 +89,12 @@ class Service:
         encoder = SentenceTransformerEncoder(
             self.settings.text_model, batch_size=self.settings.embed_batch_size
         )
-        return Index(self.store, encoder)
+        return Index(
+            self.store,
+            encoder,
+            rrf_k=self.settings.rrf_k,
+            dense_weight=self.settings.dense_weight,
+        )
 
     @cached_property
     def generator(self) -> Generator:

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
         "hybrid", description="How each corpus is searched."
     )
     search_limit: int = Field(20, ge=1, description="Hits fetched per corpus.")
+    rrf_k: int = Field(60, ge=1, description="RRF constant of hybrid fusion.")
+    dense_weight: float = Field(
+        1.0, gt=0, description="Weight of the dense list in hybrid fusion (sparse: 1)."
+    )
     top_k: int = Field(5, ge=1, description="Most sources given to the generator.")
     min_relevance: float = Field(
         0.2,

@@ -8,6 +8,7 @@ instead (``MMRAG_TEXT_MODEL``); the collection records which one filled it.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,10 +56,16 @@ class SentenceTransformerEncoder:
             if not path.is_dir():
                 raise ModelError(f"text model folder not found: {path}")
             version = "local"
+        # Models come from local folders only: never let a library try a model hub.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
+            import transformers
             from sentence_transformers import SentenceTransformer
         except ImportError as e:  # pragma: no cover - a core dependency
             raise ModelError("sentence-transformers is not installed") from e
+        # Weight-loading progress bars would interleave with our own progress display.
+        transformers.utils.logging.disable_progress_bar()
         try:
             self._model = SentenceTransformer(str(path), device=device)
         except Exception as e:

@@ -38,10 +38,15 @@ class Index:
         store: QdrantStore,
         dense: TextEncoder,
         sparse: Mapping[Corpus, SparseEncoder] | None = None,
+        *,
+        rrf_k: int = 60,
+        dense_weight: float = 1.0,
     ) -> None:
         self.store = store
         self.dense = dense
         self.sparse = dict(sparse or default_sparse_encoders())
+        self.rrf_k = rrf_k
+        self.dense_weight = dense_weight
 
     def ensure(self, corpus: Corpus) -> None:
         self.store.ensure(corpus, self.dense.info, self.sparse[corpus].info)
@@ -88,7 +93,15 @@ class Index:
         sparse_q = self.sparse[targets[0]].encode([query], query=True)[0]
         out: dict[Corpus, list[Hit]] = {c: [] for c in corpora}
         for c in targets:
-            out[c] = self.store.search(c, dense=dense_q, sparse=sparse_q, mode=mode, limit=limit)
+            out[c] = self.store.search(
+                c,
+                dense=dense_q,
+                sparse=sparse_q,
+                mode=mode,
+                limit=limit,
+                rrf_k=self.rrf_k,
+                dense_weight=self.dense_weight,
+            )
         return out
 
     def counts(self) -> dict[Corpus, int]:

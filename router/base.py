@@ -43,17 +43,18 @@ class Router(Protocol):
 
 
 class TextCorporaRouter:
-    """Searches every non-empty text corpus (the default until a trained router ships)."""
+    """Routes every question to the text corpora (the default until a trained router ships).
+
+    Empty corpora are left out when others have items; when all are empty the route
+    keeps them, so the answer can say that nothing has been ingested yet rather than
+    answer from the model alone.
+    """
 
     name = "text"
 
     def route(self, question: str, available: Mapping[Corpus, int]) -> Route:
-        chosen = tuple(c for c in TEXT_CORPORA if available.get(c, 0) > 0)
-        scores = {label: 0.0 for label in LABELS}
-        for c in chosen:
-            scores[c.value] = 1.0
-        if not chosen:
-            return Route((), scores, "no text corpus has items yet")
+        chosen = tuple(c for c in TEXT_CORPORA if available.get(c, 0) > 0) or TEXT_CORPORA
+        scores = {label: (1.0 if label in {c.value for c in chosen} else 0.0) for label in LABELS}
         return Route(chosen, scores, "every non-empty text corpus")
 
 
@@ -66,10 +67,7 @@ class FixedRouter:
         self.corpora = corpora
 
     def route(self, question: str, available: Mapping[Corpus, int]) -> Route:
-        chosen = tuple(c for c in self.corpora if available.get(c, 0) > 0)
-        empty = [c.value for c in self.corpora if c not in chosen]
-        scores = {label: (1.0 if label in {c.value for c in chosen} else 0.0) for label in LABELS}
-        reason = "forced by the user"
-        if empty:
-            reason += f"; skipped empty: {', '.join(empty)}"
-        return Route(chosen, scores, reason)
+        scores = {
+            label: (1.0 if label in {c.value for c in self.corpora} else 0.0) for label in LABELS
+        }
+        return Route(self.corpora, scores, "forced by the user")

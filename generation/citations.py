@@ -1,0 +1,208 @@
+"""Turning the model's ``[n]`` markers into citations, and hiding the ones that point nowhere.
+
+Models write markers in many shapes: ``[2]``, ``[1, 3]``, ``[1][3]``, ``[1-3]``,
+``[Source 2]``, ``[^2]``, fullwidth ``【2】``. All of them are accepted. In the returned
+text every marker is rewritten in one canonical form, ``[n]`` per cited source (so
+``[1-3]`` becomes ``[1][2][3]``), which is the only form a UI needs to render as a link.
+Numbers that match no source are dropped from the text and reported as
+``invalid_markers``. Markers inside Markdown code (fenced blocks or inline backticks)
+are left alone: there ``[1]`` is a list, not a citation.
+
+:func:`resolve_citations` works on a finished answer; :class:`MarkerFilter` does the same
+on a stream of deltas, so a CLI or an SSE endpoint never shows an invalid marker, and the
+text it lets through adds up to ``resolve_citations(...).text``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from generation.base import Answer, Citation, Source
+
+_OPEN = "[【［"
+# Spaces but no newlines: a marker never spans lines, which lets MarkerFilter decide at
+# the end of a line.
+_WORD = r"(?:(?:sources?|refs?|references?|docs?|documents?)[ \t]*:?[ \t]*)?[#^]?"
+_ITEM = _WORD + r"\d{1,4}(?:[ \t]*[-–—][ \t]*" + _WORD + r"\d{1,4})?"
+_SEP = r"(?:[ \t]*(?:[,;&]|\band\b)[ \t]*|[ \t]+)"
+_MARKER = re.compile(
+    r"[\[【［][ \t]*(" + _ITEM + "(?:" + _SEP + _ITEM + r")*)[ \t]*[\]】］]", re.IGNORECASE
+)
+_NUMBER_OR_RANGE = re.compile(r"(\d{1,4})(?:[ \t]*[-–—][^\d\n]*?(\d{1,4}))?")
+# Unclosed fences and inline spans count as code up to the end, so that a half-streamed
+# code block is treated the same way as the finished one.
+_CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*(?:`|\Z)", re.DOTALL)
+# A range wider than this is more likely a typo or a year span than a citation.
+_MAX_RANGE = 20
+# Longer bracketed text is never a marker, so MarkerFilter can stop holding it back.
+_MAX_MARKER_CHARS = 80
+
+
+def resolve_citations(text: str, sources: Sequence[Source]) -> Answer:
+    """Map the markers of ``text`` to ``sources`` (by ``Source.number``).
+
+    Citations come in order of first appearance, each source once. The answer is
+    ``grounded`` when sources were given, whether or not the model cited them; a caller
+    that wants to flag uncited answers checks ``citations``.
+    """
+    by_number: dict[int, Source] = {}
+    for source in sources:
+        if source.number in by_number:
+            raise ValueError(f"two sources share the number {source.number}")
+        by_number[source.number] = source
+    result = _rewrite(text, by_number.keys())
+    return Answer(
+        text=result.text,
+        sources=tuple(sources),
+        citations=tuple(Citation(n, by_number[n]) for n in result.cited),
+        invalid_markers=result.invalid,
+        grounded=bool(sources),
+    )
+
+
+class MarkerFilter:
+    """Streams deltas through, holding back a possible marker until it is complete.
+
+    Feed each delta from ``Generator.stream`` to :meth:`feed` and show what it returns;
+    call :meth:`flush` at the end. A partial ``[..`` is held until its closing bracket
+    arrives (or it clearly is not a marker), and trailing spaces are held too, because
+    dropping an invalid marker also drops the space before it. Concatenating all the
+    returned pieces gives exactly ``resolve_citations(full_text, sources).text``::
+
+        filt = MarkerFilter(sources)
+        for delta in generator.stream(messages):
+            print(filt.feed(delta), end="", flush=True)
+        print(filt.flush())
+    """
+
+    def __init__(self, sources: Iterable[Source]) -> None:
+        self._valid = frozenset(s.number for s in sources)
+        self._raw = ""
+        self._shown = ""
+
+    def feed(self, delta: str) -> str:
+        self._raw += delta
+        return self._emit(self._raw[: self._stable_end()])
+
+    def flush(self) -> str:
+        return self._emit(self._raw)
+
+    def _emit(self, raw_prefix: str) -> str:
+        clean = _rewrite(raw_prefix, self._valid).text
+        # Cleaning a longer prefix only ever appends: markers and spaces whose fate
+        # depends on what follows are never part of the stable prefix.
+        if not clean.startswith(self._shown):  # pragma: no cover - defensive
+            self._shown = clean
+            return ""
+        new = clean[len(self._shown) :]
+        self._shown = clean
+        return new
+
+    def _stable_end(self) -> int:
+        raw = self._raw
+        end = len(raw)
+        opening = max(raw.rfind(ch) for ch in _OPEN)
+        if opening >= 0:
+            tail = raw[opening:]
+            undecided = not any(ch in tail for ch in "]】］\n") and len(tail) <= _MAX_MARKER_CHARS
+            if undecided:
+                end = opening
+        # An inline code span still open at the end may turn out to be prose once a
+        # newline arrives, which would change the meaning of a marker inside it.
+        spans = list(_CODE.finditer(raw))
+        if spans and spans[-1].end() == len(raw) and _is_open_inline(spans[-1].group()):
+            end = min(end, spans[-1].start())
+        return len(raw[:end].rstrip(" \t"))
+
+
+def _is_open_inline(span: str) -> bool:
+    return not span.startswith("```") and (len(span) == 1 or not span.endswith("`"))
+
+
+@dataclass(frozen=True)
+class _Rewritten:
+    text: str
+    cited: tuple[int, ...]
+    invalid: tuple[int, ...]
+
+
+def _rewrite(text: str, valid: Iterable[int]) -> _Rewritten:
+    valid_set = set(valid)
+    cited: dict[int, None] = {}
+    invalid: dict[int, None] = {}
+    out: list[str] = []
+    pos = 0
+    for code in [*_CODE.finditer(text), None]:
+        stop = code.start() if code else len(text)
+        prose = text[pos:stop]
+        line_start = pos == 0 or text[pos - 1] == "\n"
+        out.append(_rewrite_prose(prose, valid_set, cited, invalid, line_start=line_start))
+        if code is None:
+            break
+        out.append(code.group())
+        pos = code.end()
+    return _Rewritten("".join(out), tuple(cited), tuple(invalid))
+
+
+def _rewrite_prose(
+    text: str,
+    valid: set[int],
+    cited: dict[int, None],
+    invalid: dict[int, None],
+    *,
+    line_start: bool,
+) -> str:
+    out: list[str] = []
+    pos = 0
+    at_line_start = line_start
+    skip_indent = False
+    space_due = False
+
+    def put(piece: str) -> None:
+        nonlocal at_line_start, space_due
+        if piece:
+            out.append(" " + piece if space_due else piece)
+            at_line_start = piece.endswith("\n")
+            space_due = False
+
+    for marker in _MARKER.finditer(text):
+        if len(marker.group()) > _MAX_MARKER_CHARS:
+            continue
+        numbers = _numbers(marker.group(1))
+        good = [n for n in numbers if n in valid]
+        for n in numbers:
+            (cited if n in valid else invalid)[n] = None
+        before = text[pos : marker.start()]
+        if skip_indent:
+            before = before.lstrip(" \t")
+        after = text[marker.end() : marker.end() + 1]
+        pos = marker.end()
+        if good:
+            put(before + "".join(f"[{n}]" for n in good))
+            skip_indent = False
+            continue
+        kept = before.rstrip(" \t")
+        put(kept)
+        # A removed marker takes the space before it along, so "claim [9]." becomes
+        # "claim."; one space stays when a word follows directly ("shown [9]in"), and
+        # a removed marker that opened a line must not leave the line indented.
+        skip_indent = at_line_start
+        space_due = (space_due or kept != before) and not at_line_start
+        space_due = space_due and (after.isalnum() or after in ("(", "["))
+    rest = text[pos:]
+    put(rest.lstrip(" \t") if skip_indent else rest)
+    return "".join(out)
+
+
+def _numbers(body: str) -> list[int]:
+    numbers: dict[int, None] = {}
+    for match in _NUMBER_OR_RANGE.finditer(body):
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) else low
+        if low <= high <= low + _MAX_RANGE:
+            numbers.update(dict.fromkeys(range(low, high + 1)))
+        else:
+            numbers.update(dict.fromkeys((low, high)))
+    return list(numbers)

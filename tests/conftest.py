@@ -1,0 +1,43 @@
+"""Shared fixtures: real packaged models, loaded once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from generation.llamacpp import LlamaCppGenerator, ensure_gguf
+from retrieval.encoders import SentenceTransformerEncoder
+from retrieval.index import Index
+from retrieval.store import QdrantStore
+
+
+@pytest.fixture(scope="session")
+def gguf_path() -> Path:
+    """The packaged Qwen2.5-Coder-0.5B GGUF, verified.
+
+    Assembled once into ``$MMRAG_TEST_MODELS_DIR`` (default ``~/.cache/mmrag-test/models``)
+    and reused by later runs; the sha256 is checked on the first run only (sidecar).
+    """
+    default = Path.home() / ".cache" / "mmrag-test" / "models"
+    models_dir = Path(os.environ.get("MMRAG_TEST_MODELS_DIR", default))
+    return ensure_gguf(models_dir, verify=True)
+
+
+@pytest.fixture(scope="session")
+def llm(gguf_path: Path) -> LlamaCppGenerator:
+    """The real llama.cpp generator on the packaged model (4096-token window, 2 threads)."""
+    return LlamaCppGenerator(gguf_path)
+
+
+@pytest.fixture(scope="session")
+def encoder() -> SentenceTransformerEncoder:
+    """The real packaged all-MiniLM-L6-v2, loaded once per session."""
+    return SentenceTransformerEncoder()
+
+
+@pytest.fixture()
+def index(encoder: SentenceTransformerEncoder) -> Index:
+    """A fresh in-memory embedded Qdrant index with the real encoder."""
+    return Index(QdrantStore(memory=True), encoder)

@@ -1,0 +1,76 @@
+"""The ``mmrag`` command as a user runs it: a real subprocess, real models, a data folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_loaders import write_pdf
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from app.cli import main; main()", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture()
+def env(tmp_path: Path, gguf_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MMRAG_DATA_DIR": str(tmp_path / "data"),
+        "MMRAG_LLM_MODEL_PATH": str(gguf_path),
+        "MMRAG_MAX_TOKENS": "64",
+        "MMRAG_TEMPERATURE": "0",
+        "COLUMNS": "200",
+    }
+
+
+def test_ingest_collections_ask(tmp_path: Path, env: dict[str, str]) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_pdf(
+        docs / "plant.pdf",
+        [["Intro page."], ["The Zorblax reactor was commissioned in 1987 in Tromsø."]],
+    )
+    (docs / "broken.pdf").write_bytes(b"not a pdf at all")
+
+    ingest = run(["ingest", str(docs)], env, tmp_path)
+    assert ingest.returncode == 1, ingest.stderr  # one file failed, the other went in
+    assert "broken.pdf" in ingest.stdout + ingest.stderr
+    assert "not a readable PDF" in ingest.stdout + ingest.stderr
+    assert "Ingest summary" in ingest.stdout
+
+    again = run(["ingest", str(docs / "plant.pdf")], env, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "unchanged" in again.stdout
+
+    collections = run(["collections"], env, tmp_path)
+    assert collections.returncode == 0, collections.stderr
+    assert "paragraph" in collections.stdout and "document" in collections.stdout
+
+    ask = run(["ask", "--json", "When was the Zorblax reactor commissioned?"], env, tmp_path)
+    assert ask.returncode == 0, ask.stderr
+    result = json.loads(ask.stdout)
+    assert "1987" in result["answer"]
+    assert result["route"]["corpora"] == ["paragraph", "document"]
+    top = result["sources"][0]
+    assert (Path(top["source"]).name, top["page"]) == ("plant.pdf", 2)
+
+
+def test_errors_are_one_sentence_with_exit_code_2(tmp_path: Path, env: dict[str, str]) -> None:
+    env = {**env, "MMRAG_QDRANT_URL": "http://127.0.0.1:9", "MMRAG_QDRANT_PATH": "/tmp/x"}
+    result = run(["collections"], env, tmp_path)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "MMRAG_QDRANT_URL" in result.stderr
+    assert "Traceback" not in result.stderr

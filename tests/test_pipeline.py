@@ -1,0 +1,88 @@
+"""The whole pipeline through the service facade: real Qdrant, MiniLM and the 0.5B LLM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.service import DoneEvent, RouteEvent, Service, SourcesEvent, TokenEvent
+from app.settings import Settings
+from generation.llamacpp import LlamaCppGenerator
+from generation.prompt import NO_ANSWER_TEXT
+from retrieval.base import Corpus
+from retrieval.encoders import SentenceTransformerEncoder
+from retrieval.index import Index
+from retrieval.store import QdrantStore
+from tests.test_loaders import write_pdf
+
+
+@pytest.fixture()
+def service(tmp_path: Path, encoder: SentenceTransformerEncoder, llm: LlamaCppGenerator) -> Service:
+    settings = Settings(data_dir=tmp_path / "data", max_tokens=96, temperature=0.0)
+    return Service(settings, index=Index(QdrantStore(memory=True), encoder), generator=llm)
+
+
+@pytest.fixture()
+def ingested(service: Service, tmp_path: Path) -> Path:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_pdf(
+        docs / "plant-history.pdf",
+        [
+            ["The Vellmar valley has mild winters and wet springs."],
+            [
+                "The Zorblax reactor was commissioned in 1987 in Tromsø.",
+                "It was built by the Nordlys Energy cooperative.",
+            ],
+            ["Visitors can tour the control room on Saturdays."],
+        ],
+    )
+    (docs / "recipes.md").write_text(
+        "# Recipes\n\n## Bread\n\nMix flour, water, salt and yeast; bake at 230 degrees.\n",
+        encoding="utf-8",
+    )
+    assert service.ingest([docs]).ok
+    return docs
+
+
+def test_answer_streams_and_cites_file_and_page(service: Service, ingested: Path) -> None:
+    events = list(service.ask("When was the Zorblax reactor commissioned?"))
+    assert isinstance(events[0], RouteEvent)
+    assert set(events[0].route.corpora) == {Corpus.PARAGRAPH, Corpus.DOCUMENT}
+    assert any(isinstance(e, SourcesEvent) and e.hits for e in events)
+    tokens = [e.text for e in events if isinstance(e, TokenEvent)]
+    assert len(tokens) > 3  # streamed, not delivered in one piece
+    done = events[-1]
+    assert isinstance(done, DoneEvent)
+    answer = done.answer
+    assert "1987" in answer.text
+    # What was streamed is exactly the checked answer (invalid markers held back).
+    assert "".join(tokens) == answer.text
+    cited = [c.source.hit.item for c in answer.citations]
+    assert cited, answer.text
+    assert any(Path(i.source).name == "plant-history.pdf" and i.page == 2 for i in cited)
+    assert done.timings["retrieve_ms"] > 0 and done.timings["first_token_ms"] > 0
+
+
+def test_no_relevant_source_says_it_does_not_know(service: Service, ingested: Path) -> None:
+    done = service.answer("Who won the 1966 football world cup final?")
+    assert done.answer.text == NO_ANSWER_TEXT
+    assert done.answer.sources == () and not done.answer.grounded
+
+
+def test_empty_index_says_nothing_was_ingested(service: Service) -> None:
+    done = service.answer("When was the Zorblax reactor commissioned?")
+    assert "Nothing has been ingested yet" in done.answer.text
+    assert done.answer.sources == ()
+
+
+def test_forced_corpus_limits_the_search(service: Service, ingested: Path) -> None:
+    events = list(service.ask("When was the Zorblax reactor built?", corpora=[Corpus.DOCUMENT]))
+    sources = next(e for e in events if isinstance(e, SourcesEvent))
+    assert sources.hits and {h.item.corpus for h in sources.hits} == {Corpus.DOCUMENT}
+
+
+def test_empty_question_is_refused(service: Service) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        list(service.ask("   "))
