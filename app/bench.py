@@ -15,7 +15,13 @@ from typing import Any
 
 from rich.console import Console
 
-from app.evaluation import build_eval_index, corpus_items, load_text_data, percentiles
+from app.evaluation import (
+    build_eval_index,
+    corpus_items,
+    load_text_data,
+    open_eval_store,
+    percentiles,
+)
 from retrieval.base import Corpus
 
 
@@ -89,37 +95,54 @@ def bench_ingest(data: Path, console: Console | None = None) -> dict[str, Any]:
 
 
 def bench_retrieval(data: Path, repeat: int = 3, console: Console | None = None) -> dict[str, Any]:
-    """Latency of one query against one corpus, query encoding included, per mode."""
+    """Latency of one query against one corpus, query encoding included, per engine and mode.
+
+    Both embedded engines hold the same items and vectors (embedded once): Qdrant Edge,
+    the default, and qdrant-client's pure-Python local mode.
+    """
+    from retrieval.encoders import SentenceTransformerEncoder
+
     evaldata = load_text_data(data)
-    index = build_eval_index(corpus_items(evaldata), console)
+    items = corpus_items(evaldata)
+    encoder = SentenceTransformerEncoder()
+    vectors = encoder.encode([i.text for i in items])
     queries = [q for _, q in evaldata.queries]
-    for q in queries[:5]:  # warm-up, untimed
-        index.search(q, [Corpus.PARAGRAPH], limit=10)
     out: dict[str, Any] = {
         "data": str(data),
         "documents": len(evaldata.doc_ids),
         "queries": len(queries),
         "repeat": repeat,
         "limit": 10,
-        "modes": {},
+        "engines": {},
     }
-    for mode in ("dense", "sparse", "hybrid"):
-        latencies = []
-        for _ in range(repeat):
-            for q in queries:
-                start = time.perf_counter()
-                index.search(q, [Corpus.PARAGRAPH], limit=10, mode=mode)
-                latencies.append((time.perf_counter() - start) * 1000)
-        out["modes"][mode] = {
-            **percentiles(latencies),
-            "mean": round(statistics.fmean(latencies), 3),
-        }
+    with tempfile.TemporaryDirectory(prefix="mmrag-bench-") as tmp:
+        for engine in ("edge", "local"):
+            index = build_eval_index(
+                items, open_eval_store(engine, Path(tmp)), encoder=encoder, vectors=vectors
+            )
+            for q in queries[:5]:  # warm-up, untimed
+                index.search(q, [Corpus.PARAGRAPH], limit=10)
+            modes: dict[str, Any] = {}
+            for mode in ("dense", "sparse", "hybrid"):
+                latencies = []
+                for _ in range(repeat):
+                    for q in queries:
+                        start = time.perf_counter()
+                        index.search(q, [Corpus.PARAGRAPH], limit=10, mode=mode)
+                        latencies.append((time.perf_counter() - start) * 1000)
+                modes[mode] = {
+                    **percentiles(latencies),
+                    "mean": round(statistics.fmean(latencies), 3),
+                }
+                if console:
+                    console.print(f"[dim]{engine} {mode}: {modes[mode]}[/]")
+            out["engines"][engine] = modes
+            index.store.close()
     encode = []
     for q in queries:
         start = time.perf_counter()
-        index.dense.encode([q], query=True)
+        encoder.encode([q], query=True)
         encode.append((time.perf_counter() - start) * 1000)
     out["query_encoding_ms"] = percentiles(encode)
     out["machine"] = _machine()
-    index.store.close()
     return out

@@ -226,10 +226,17 @@ def eval_text(
     data: Annotated[Path, typer.Option(help="Folder with corpus.jsonl and queries.jsonl.")],
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
-    """nDCG@10, Recall@100 and MRR for dense, sparse, hybrid and bm25s."""
-    from app.evaluation import evaluate_text, text_table
+    """nDCG@10, Recall@100 and MRR for dense, sparse, hybrid and bm25s.
 
-    results = _run(lambda: evaluate_text(data, progress=err))
+    Hybrid fusion follows the settings (MMRAG_RRF_K, MMRAG_DENSE_WEIGHT).
+    """
+    from app.evaluation import evaluate_text, text_table
+    from app.settings import Settings
+
+    s = _run(Settings)
+    results = _run(
+        lambda: evaluate_text(data, progress=err, rrf_k=s.rrf_k, dense_weight=s.dense_weight)
+    )
     console.print(text_table(results))
     if json_out:
         json_out.write_text(json.dumps(results, indent=2))

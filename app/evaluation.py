@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -143,16 +145,34 @@ def corpus_items(data: TextEvalData) -> list[Item]:
     ]
 
 
-def build_eval_index(items: Sequence[Item], console: Console | None = None) -> Any:
-    """An in-memory index (real embedded Qdrant, real encoder) filled with ``items``."""
-    from retrieval.encoders import SentenceTransformerEncoder
-    from retrieval.index import Index
+def open_eval_store(engine: str, folder: Path) -> Any:
+    """A fresh embedded store of the given engine (``edge`` or ``local``) in ``folder``."""
+    from retrieval.edge_store import EdgeStore
     from retrieval.store import QdrantStore
 
-    index = Index(QdrantStore(memory=True, prefix="eval"), SentenceTransformerEncoder())
+    if engine == "edge":
+        return EdgeStore(folder / "edge", prefix="eval")
+    return QdrantStore(memory=True, prefix="eval")
+
+
+def build_eval_index(
+    items: Sequence[Item],
+    store: Any,
+    *,
+    encoder: Any = None,
+    vectors: Any = None,
+    console: Console | None = None,
+) -> Any:
+    """An index on ``store`` (real encoder) filled with ``items``; pass ``vectors`` to
+    reuse embeddings already computed for another store."""
+    from retrieval.encoders import SentenceTransformerEncoder
+    from retrieval.index import Index
+
+    index = Index(store, encoder or SentenceTransformerEncoder())
     start = time.perf_counter()
     for lo in range(0, len(items), 512):
-        index.add(items[lo : lo + 512])
+        batch = items[lo : lo + 512]
+        index.add(batch, None if vectors is None else vectors[lo : lo + 512])
         if console:
             console.print(f"[dim]indexed {min(lo + 512, len(items))}/{len(items)}[/]")
     if console:
@@ -160,13 +180,19 @@ def build_eval_index(items: Sequence[Item], console: Console | None = None) -> A
     return index
 
 
-def evaluate_text(folder: Path, progress: Console | None = None) -> dict[str, Any]:
+def evaluate_text(
+    folder: Path, progress: Console | None = None, *, rrf_k: int = 60, dense_weight: float = 1.0
+) -> dict[str, Any]:
+    """Index the corpus in a fresh embedded store and score every method on its queries."""
     data = load_text_data(folder)
-    index = build_eval_index(corpus_items(data), progress)
+    tmp = Path(tempfile.mkdtemp(prefix="mmrag-eval-"))
+    index = build_eval_index(corpus_items(data), open_eval_store("edge", tmp), console=progress)
+    index.rrf_k, index.dense_weight = rrf_k, dense_weight
     results: dict[str, Any] = {
         "data": str(folder),
         "documents": len(data.doc_ids),
         "queries": len(data.queries),
+        "fusion": {"rrf_k": rrf_k, "dense_weight": dense_weight},
         "methods": {},
     }
     for mode in ("dense", "sparse", "hybrid"):
@@ -177,6 +203,7 @@ def evaluate_text(folder: Path, progress: Console | None = None) -> dict[str, An
         results["methods"][mode] = score_run(run, data.qrels)
     results["methods"]["bm25s"] = score_run(bm25s_run(data), data.qrels)
     index.store.close()
+    shutil.rmtree(tmp, ignore_errors=True)
     return results
 
 

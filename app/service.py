@@ -21,7 +21,7 @@ from generation.base import Answer, Generator
 from ingest.pipeline import Ingestor, IngestReport, ProgressFn
 from retrieval.base import Corpus, Hit
 from retrieval.index import Index
-from retrieval.store import QdrantStore
+from retrieval.store import QdrantStore, Store
 from router.base import FixedRouter, Route, Router, TextCorporaRouter
 
 
@@ -74,12 +74,16 @@ class Service:
     # -- parts, built on first use -------------------------------------------------
 
     @cached_property
-    def store(self) -> QdrantStore:
+    def store(self) -> Store:
         s = self.settings
         if s.qdrant_url:
             return QdrantStore(
                 url=s.qdrant_url, api_key=s.qdrant_api_key, prefix=s.collection_prefix
             )
+        if s.qdrant_engine == "edge":
+            from retrieval.edge_store import EdgeStore
+
+            return EdgeStore(s.store_path, prefix=s.collection_prefix)
         return QdrantStore(path=s.store_path, prefix=s.collection_prefix)
 
     @cached_property

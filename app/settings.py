@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     # Storage
     data_dir: Path = Field(Path("mmrag-data"), description="Folder for the index and models.")
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded.")
+    qdrant_engine: Literal["edge", "local"] = Field(
+        "edge",
+        description=(
+            "Embedded engine: edge = Qdrant Edge (the Qdrant engine in-process); "
+            "local = qdrant-client's pure-Python local mode."
+        ),
+    )
     qdrant_path: Path | None = Field(
         None, description="Embedded Qdrant folder; default <data_dir>/qdrant."
     )

@@ -13,7 +13,7 @@ import numpy as np
 
 from retrieval.base import Corpus, Hit, Item, SparseEncoder, TextEncoder, Vectors
 from retrieval.sparse import BM25Encoder
-from retrieval.store import QdrantStore, SearchMode
+from retrieval.store import SearchMode, Store
 
 # Expected lengths (in terms, after stop words) per corpus for BM25 length
 # normalisation: passages are ~100-300 words, whole documents thousands.
@@ -35,7 +35,7 @@ class Index:
 
     def __init__(
         self,
-        store: QdrantStore,
+        store: Store,
         dense: TextEncoder,
         sparse: Mapping[Corpus, SparseEncoder] | None = None,
         *,

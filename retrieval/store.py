@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -21,6 +21,52 @@ from retrieval.base import Corpus, EncoderInfo, Hit, Item, SparseVector, Vectors
 from retrieval.errors import ConfigError, EncoderMismatchError, StoreError
 
 SearchMode = Literal["hybrid", "dense", "sparse"]
+
+
+class Store(Protocol):
+    """Collections of items per corpus, searched dense, sparse or hybrid.
+
+    Two backends obey it: :class:`QdrantStore` (qdrant-client: a Qdrant server, or its
+    pure-Python local mode) and ``retrieval.edge_store.EdgeStore`` (the Qdrant engine
+    in-process); ``tests/test_store_conformance.py`` runs one suite against both.
+    """
+
+    def exists(self, corpus: Corpus) -> bool: ...
+
+    def ensure(self, corpus: Corpus, dense: EncoderInfo, sparse: EncoderInfo) -> None: ...
+
+    def count(self, corpus: Corpus) -> int: ...
+
+    def counts(self) -> dict[Corpus, int]: ...
+
+    def upsert(
+        self, items: Sequence[Item], dense: Vectors, sparse: Sequence[SparseVector]
+    ) -> None: ...
+
+    def delete_stale(self, corpus: Corpus, source: str, keep_hash: str) -> None: ...
+
+    def delete_source(self, corpus: Corpus, source: str) -> None: ...
+
+    def source_hashes(self, corpus: Corpus) -> dict[str, set[str]]: ...
+
+    def items_of(self, corpus: Corpus, source: str) -> list[Item]: ...
+
+    def search(
+        self,
+        corpus: Corpus,
+        *,
+        dense: Vectors | None = None,
+        sparse: SparseVector | None = None,
+        mode: SearchMode = "hybrid",
+        limit: int = 10,
+        prefetch_limit: int | None = None,
+        sources: Sequence[str] | None = None,
+        rrf_k: int = 60,
+        dense_weight: float = 1.0,
+    ) -> list[Hit]: ...
+
+    def close(self) -> None: ...
+
 
 DENSE = "dense"
 SPARSE = "sparse"
@@ -91,20 +137,10 @@ class QdrantStore:
         from qdrant_client import models
 
         name = self.collection(corpus)
-        wanted = {"dense_encoder": asdict(dense), "sparse_encoder": asdict(sparse)}
+        wanted = encoder_metadata(dense, sparse)
         if self._client.collection_exists(name):
             meta = self._client.get_collection(name).config.metadata or {}
-            for key, info in (("dense_encoder", dense), ("sparse_encoder", sparse)):
-                stored = meta.get(key)
-                if stored != asdict(info):
-                    have = EncoderInfo(**stored).describe() if stored else "an unknown encoder"
-                    raise EncoderMismatchError(
-                        f"the {corpus.value} collection '{name}' was filled by {have}, but the "
-                        f"configured encoder is {info.describe()}; vectors of different "
-                        "encoders cannot be compared. Use the encoder it was built with, or "
-                        "ingest into a new data folder or collection prefix "
-                        "(MMRAG_DATA_DIR / MMRAG_COLLECTION_PREFIX)."
-                    )
+            check_encoders(corpus, name, meta, dense, sparse)
         else:
             self._client.create_collection(
                 name,
@@ -160,7 +196,7 @@ class QdrantStore:
                             indices=list(sparse[i].indices), values=list(sparse[i].values)
                         ),
                     },
-                    payload=_payload(items[i]),
+                    payload=payload_of(items[i]),
                 )
                 for i in batch
             ]
@@ -209,7 +245,7 @@ class QdrantStore:
         from qdrant_client import models
 
         flt = models.Filter(must=[_match("source", source)])
-        return [_item(corpus, pid, p) for pid, p in self._scroll_points(corpus, True, flt)]
+        return [item_from(corpus, pid, p) for pid, p in self._scroll_points(corpus, True, flt)]
 
     def search(
         self,
@@ -237,16 +273,12 @@ class QdrantStore:
             return []
         flt = models.Filter(must=[_match_any("source", sources)]) if sources else None
         name = self.collection(corpus)
-        dense_q = None if dense is None else np.asarray(dense, dtype=np.float32).ravel()
+        dense_q = query_dense(mode, dense, sparse)
         sparse_q = (
             None
             if sparse is None
             else models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
         )
-        if mode in ("hybrid", "dense") and dense_q is None:
-            raise ValueError(f"{mode} search needs a dense query vector")
-        if mode in ("hybrid", "sparse") and sparse_q is None:
-            raise ValueError(f"{mode} search needs a sparse query vector")
         try:
             if mode == "dense":
                 assert dense_q is not None
@@ -282,14 +314,9 @@ class QdrantStore:
             raise StoreError(f"search in '{name}' failed: {e}") from e
         hits = []
         for p in res.points:
-            if mode == "dense":
-                relevance: float | None = float(p.score)
-            elif dense_q is not None and isinstance(p.vector, dict) and DENSE in p.vector:
-                # Fused scores are ranks; the cosine puts hits of all corpora on one scale.
-                relevance = float(np.dot(np.asarray(p.vector[DENSE]), dense_q))
-            else:
-                relevance = None
-            hits.append(Hit(_item(corpus, p.id, p.payload or {}), float(p.score), relevance))
+            # Fused scores are ranks; the cosine puts hits of all corpora on one scale.
+            relevance = float(p.score) if mode == "dense" else cosine_relevance(p.vector, dense_q)
+            hits.append(Hit(item_from(corpus, p.id, p.payload or {}), float(p.score), relevance))
         return hits
 
     def close(self) -> None:
@@ -322,6 +349,44 @@ class QdrantStore:
                 return
 
 
+def encoder_metadata(dense: EncoderInfo, sparse: EncoderInfo) -> dict[str, Any]:
+    """What a collection records about the encoders that fill it."""
+    return {"dense_encoder": asdict(dense), "sparse_encoder": asdict(sparse)}
+
+
+def check_encoders(
+    corpus: Corpus, name: str, meta: Mapping[str, Any], dense: EncoderInfo, sparse: EncoderInfo
+) -> None:
+    """Raise EncoderMismatchError unless ``meta`` records exactly these encoders."""
+    for key, info in (("dense_encoder", dense), ("sparse_encoder", sparse)):
+        stored = meta.get(key)
+        if stored != asdict(info):
+            have = EncoderInfo(**stored).describe() if stored else "an unknown encoder"
+            raise EncoderMismatchError(
+                f"the {corpus.value} collection '{name}' was filled by {have}, but the "
+                f"configured encoder is {info.describe()}; vectors of different "
+                "encoders cannot be compared. Use the encoder it was built with, or "
+                "ingest into a new data folder or collection prefix "
+                "(MMRAG_DATA_DIR / MMRAG_COLLECTION_PREFIX)."
+            )
+
+
+def query_dense(mode: SearchMode, dense: Vectors | None, sparse: SparseVector | None) -> Any:
+    """Check that ``mode`` has the query vectors it needs; the dense one as a flat array."""
+    if mode in ("hybrid", "dense") and dense is None:
+        raise ValueError(f"{mode} search needs a dense query vector")
+    if mode in ("hybrid", "sparse") and sparse is None:
+        raise ValueError(f"{mode} search needs a sparse query vector")
+    return None if dense is None else np.asarray(dense, dtype=np.float32).ravel()
+
+
+def cosine_relevance(vector: Any, dense_q: Vectors | None) -> float | None:
+    """The cosine of a hit's stored (normalised) dense vector and the query, if both known."""
+    if dense_q is None or not isinstance(vector, dict) or DENSE not in vector:
+        return None
+    return float(np.dot(np.asarray(vector[DENSE], dtype=np.float32), dense_q))
+
+
 def _match(key: str, value: str) -> Any:
     from qdrant_client import models
 
@@ -334,7 +399,7 @@ def _match_any(key: str, values: Iterable[str]) -> Any:
     return models.FieldCondition(key=key, match=models.MatchAny(any=list(values)))
 
 
-def _payload(item: Item) -> dict[str, Any]:
+def payload_of(item: Item) -> dict[str, Any]:
     return {
         "source": item.source,
         "content_hash": item.content_hash,
@@ -349,7 +414,7 @@ def _payload(item: Item) -> dict[str, Any]:
     }
 
 
-def _item(corpus: Corpus, point_id: Any, payload: Mapping[str, Any]) -> Item:
+def item_from(corpus: Corpus, point_id: Any, payload: Mapping[str, Any]) -> Item:
     return Item(
         id=str(point_id),
         corpus=corpus,

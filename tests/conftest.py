@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from generation.llamacpp import LlamaCppGenerator, ensure_gguf
+from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.index import Index
-from retrieval.store import QdrantStore
+from retrieval.store import QdrantStore, Store
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +39,17 @@ def encoder() -> SentenceTransformerEncoder:
     return SentenceTransformerEncoder()
 
 
+@pytest.fixture(params=["edge", "local"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh embedded store, once per engine: every test that uses it is a
+    conformance test of both backends (Qdrant Edge in a folder; qdrant-client's
+    local mode in memory)."""
+    s: Store = EdgeStore(tmp_path / "edge") if request.param == "edge" else QdrantStore(memory=True)
+    yield s
+    s.close()
+
+
 @pytest.fixture()
-def index(encoder: SentenceTransformerEncoder) -> Index:
-    """A fresh in-memory embedded Qdrant index with the real encoder."""
-    return Index(QdrantStore(memory=True), encoder)
+def index(store: Store, encoder: SentenceTransformerEncoder) -> Index:
+    """A fresh index on each embedded engine with the real encoder."""
+    return Index(store, encoder)

@@ -12,7 +12,7 @@ from retrieval.base import Corpus, EncoderInfo, Vectors
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.errors import EncoderMismatchError
 from retrieval.index import Index
-from retrieval.store import QdrantStore
+from retrieval.store import QdrantStore, Store
 from tests.test_loaders import write_pdf
 
 
@@ -63,8 +63,8 @@ def counting(encoder: SentenceTransformerEncoder) -> CountingEncoder:
 
 
 @pytest.fixture()
-def ingestor(counting: CountingEncoder) -> Ingestor:
-    return Ingestor(Index(QdrantStore(memory=True), counting), batch_size=8)
+def ingestor(store: Store, counting: CountingEncoder) -> Ingestor:
+    return Ingestor(Index(store, counting), batch_size=8)
 
 
 def by_name(report: IngestReport) -> dict[str, FileStatus]:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from retrieval.base import Corpus, EncoderInfo, Item, item_id
+from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.errors import ConfigError, EncoderMismatchError, StoreError
 from retrieval.index import Index
 from retrieval.sparse import BM25Encoder
-from retrieval.store import QdrantStore
+from retrieval.store import QdrantStore, Store
 
 # A small corpus in which one passage can only be found by its exact rare term
 # (a part number no encoder has seen), and one only by its meaning (no word shared
@@ -94,8 +96,18 @@ def test_search_of_empty_or_missing_corpus_returns_nothing(index: Index) -> None
     }
 
 
-def test_encoder_mismatch_is_refused(tmp_path: Path, encoder: SentenceTransformerEncoder) -> None:
-    store = QdrantStore(path=tmp_path / "q")
+OnDisk = Callable[[Path], Store]
+ON_DISK: dict[str, OnDisk] = {
+    "edge": lambda p: EdgeStore(p),
+    "local": lambda p: QdrantStore(path=p),
+}
+
+
+@pytest.mark.parametrize("open_store", ON_DISK.values(), ids=ON_DISK.keys())
+def test_encoder_mismatch_is_refused(
+    tmp_path: Path, encoder: SentenceTransformerEncoder, open_store: OnDisk
+) -> None:
+    store = open_store(tmp_path / "q")
     Index(store, encoder).add(_items())
     other = EncoderInfo(name="other-model", version="1", dim=384)
     with pytest.raises(EncoderMismatchError, match="other-model") as e:
@@ -105,8 +117,9 @@ def test_encoder_mismatch_is_refused(tmp_path: Path, encoder: SentenceTransforme
     with pytest.raises(EncoderMismatchError, match="bm25"):
         store.ensure(Corpus.PARAGRAPH, encoder.info, BM25Encoder(k1=2.0).info)
     store.close()
-    # The check survives a reopen: it is stored in the collection, not in memory.
-    reopened = QdrantStore(path=tmp_path / "q")
+    # The check survives a reopen: it is stored with the collection, not in memory.
+    reopened = open_store(tmp_path / "q")
+    assert reopened.count(Corpus.PARAGRAPH) == len(PASSAGES)
     with pytest.raises(EncoderMismatchError):
         reopened.ensure(Corpus.PARAGRAPH, other, BM25Encoder().info)
     reopened.close()
@@ -119,10 +132,14 @@ def test_store_needs_exactly_one_location(tmp_path: Path) -> None:
         QdrantStore()
 
 
-def test_second_process_on_same_folder_is_a_clear_error(tmp_path: Path) -> None:
-    first = QdrantStore(path=tmp_path / "q")
+@pytest.mark.parametrize("open_store", ON_DISK.values(), ids=ON_DISK.keys())
+def test_second_process_on_same_folder_is_a_clear_error(
+    tmp_path: Path, encoder: SentenceTransformerEncoder, open_store: OnDisk
+) -> None:
+    first = open_store(tmp_path / "q")
+    Index(first, encoder).add(_items())  # the Edge store opens (locks) existing shards
     with pytest.raises(StoreError, match="another mmrag process"):
-        QdrantStore(path=tmp_path / "q")
+        open_store(tmp_path / "q")
     first.close()
 
 
