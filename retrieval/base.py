@@ -28,6 +28,8 @@ class Corpus(StrEnum):
 
 
 TEXT_CORPORA: tuple[Corpus, ...] = (Corpus.PARAGRAPH, Corpus.DOCUMENT)
+# Corpora whose items also carry a ``visual`` vector (search by image).
+VISUAL_CORPORA: tuple[Corpus, ...] = (Corpus.IMAGE, Corpus.CLIP)
 
 # A fixed namespace so that item ids are stable across runs and machines.
 _ID_NAMESPACE = uuid.UUID("6f1c6f0e-4a57-4d8e-9a43-0c5a3e1f7b21")
@@ -126,3 +128,12 @@ class SparseEncoder(Protocol):
     info: EncoderInfo
 
     def encode(self, texts: Sequence[str], *, query: bool = False) -> list[SparseVector]: ...
+
+
+@runtime_checkable
+class ImageEncoder(Protocol):
+    """Visual feature vectors of images (PIL images in, L2-normalised rows out)."""
+
+    info: EncoderInfo
+
+    def encode_images(self, images: Sequence[Any]) -> Vectors: ...

@@ -17,12 +17,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from retrieval.base import Corpus, EncoderInfo, Hit, Item, SparseVector, Vectors
 from retrieval.errors import StoreError
 from retrieval.store import (
     DENSE,
     SPARSE,
+    VISUAL,
     SearchMode,
+    check_batch,
     check_encoders,
     cosine_relevance,
     encoder_metadata,
@@ -55,7 +59,7 @@ class EdgeStore:
         self.prefix = prefix
         self._q = _edge()
         self._shards: dict[Corpus, Any] = {}
-        self._known: dict[Corpus, tuple[EncoderInfo, EncoderInfo]] = {}
+        self._known: dict[Corpus, tuple[EncoderInfo, EncoderInfo, EncoderInfo | None]] = {}
         self.root.mkdir(parents=True, exist_ok=True)
         for corpus in Corpus:
             folder = self._folder(corpus)
@@ -83,25 +87,34 @@ class EdgeStore:
     def exists(self, corpus: Corpus) -> bool:
         return corpus in self._shards
 
-    def ensure(self, corpus: Corpus, dense: EncoderInfo, sparse: EncoderInfo) -> None:
-        if self._known.get(corpus) == (dense, sparse):
+    def ensure(
+        self,
+        corpus: Corpus,
+        dense: EncoderInfo,
+        sparse: EncoderInfo,
+        visual: EncoderInfo | None = None,
+    ) -> None:
+        if self._known.get(corpus) == (dense, sparse, visual):
             return
         folder = self._folder(corpus)
         if corpus in self._shards:
             meta = json.loads((folder / _META).read_text(encoding="utf-8"))
-            check_encoders(corpus, folder.name, meta, dense, sparse)
+            check_encoders(corpus, folder.name, meta, dense, sparse, visual)
         else:
             q = self._q
+            vectors = {DENSE: q.EdgeVectorParams(size=dense.dim, distance=q.Distance.Cosine)}
+            if visual is not None:
+                vectors[VISUAL] = q.EdgeVectorParams(size=visual.dim, distance=q.Distance.Cosine)
             config = q.EdgeConfig(
-                vectors={DENSE: q.EdgeVectorParams(size=dense.dim, distance=q.Distance.Cosine)},
+                vectors=vectors,
                 sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
             )
             self._shards[corpus] = self._open(lambda: q.EdgeShard.create(str(folder), config))
             # Written last and atomically: a folder without it is not a finished shard.
             tmp = folder / f".{_META}.tmp"
-            tmp.write_text(json.dumps(encoder_metadata(dense, sparse)), encoding="utf-8")
+            tmp.write_text(json.dumps(encoder_metadata(dense, sparse, visual)), encoding="utf-8")
             os.replace(tmp, folder / _META)
-        self._known[corpus] = (dense, sparse)
+        self._known[corpus] = (dense, sparse, visual)
 
     def count(self, corpus: Corpus) -> int:
         shard = self._shards.get(corpus)
@@ -112,14 +125,16 @@ class EdgeStore:
 
     # -- writing -------------------------------------------------------------------
 
-    def upsert(self, items: Sequence[Item], dense: Vectors, sparse: Sequence[SparseVector]) -> None:
-        if not (len(items) == len(dense) == len(sparse)):
-            raise ValueError("items, dense and sparse vectors must have the same length")
-        if not items:
+    def upsert(
+        self,
+        items: Sequence[Item],
+        dense: Vectors,
+        sparse: Sequence[SparseVector],
+        visual: Vectors | None = None,
+    ) -> None:
+        corpus = check_batch(items, dense, sparse, visual)
+        if corpus is None:
             return
-        corpus = items[0].corpus
-        if any(i.corpus is not corpus for i in items):
-            raise ValueError("upsert takes items of one corpus at a time")
         shard = self._shard(corpus)
         q = self._q
         for start in range(0, len(items), _UPSERT_BATCH):
@@ -129,6 +144,7 @@ class EdgeStore:
                     {
                         DENSE: dense[i].tolist(),
                         SPARSE: q.SparseVector(list(sparse[i].indices), list(sparse[i].values)),
+                        **({} if visual is None else {VISUAL: visual[i].tolist()}),
                     },
                     payload_of(items[i]),
                 )
@@ -167,6 +183,7 @@ class EdgeStore:
         *,
         dense: Vectors | None = None,
         sparse: SparseVector | None = None,
+        visual: Vectors | None = None,
         mode: SearchMode = "hybrid",
         limit: int = 10,
         prefetch_limit: int | None = None,
@@ -184,14 +201,24 @@ class EdgeStore:
             if sources
             else None
         )
-        dense_q = query_dense(mode, dense, sparse)
+        dense_q = query_dense(mode, dense, sparse, visual)
         sparse_q = (
             q.SparseVector(list(sparse.indices), list(sparse.values))
             if sparse is not None and sparse.indices
             else None
         )
         try:
-            if mode == "dense":
+            if mode == "visual":
+                request = q.QueryRequest(
+                    limit=limit,
+                    query=q.Query.Nearest(
+                        np.asarray(visual, dtype=np.float32).ravel().tolist(), using=VISUAL
+                    ),
+                    filter=flt,
+                    with_payload=True,
+                    with_vector=[DENSE],
+                )
+            elif mode == "dense":
                 assert dense_q is not None
                 request = q.QueryRequest(
                     limit=limit,
@@ -223,6 +250,12 @@ class EdgeStore:
                         q.Prefetch(
                             limit=k, query=q.Query.Nearest(sparse_q, using=SPARSE), filter=flt
                         )
+                    )
+                    weights.append(1.0)
+                if visual is not None:
+                    vq = np.asarray(visual, dtype=np.float32).ravel().tolist()
+                    prefetch.append(
+                        q.Prefetch(limit=k, query=q.Query.Nearest(vq, using=VISUAL), filter=flt)
                     )
                     weights.append(1.0)
                 request = q.QueryRequest(

@@ -8,10 +8,20 @@ its corpus was, and the encoder check happens in one place.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from retrieval.base import Corpus, Hit, Item, SparseEncoder, TextEncoder, Vectors
+from retrieval.base import (
+    VISUAL_CORPORA,
+    Corpus,
+    Hit,
+    ImageEncoder,
+    Item,
+    SparseEncoder,
+    TextEncoder,
+    Vectors,
+)
 from retrieval.sparse import BM25Encoder
 from retrieval.store import SearchMode, Store
 
@@ -39,17 +49,24 @@ class Index:
         dense: TextEncoder,
         sparse: Mapping[Corpus, SparseEncoder] | None = None,
         *,
+        visual: ImageEncoder | None = None,
         rrf_k: int = 60,
         dense_weight: float = 1.0,
     ) -> None:
         self.store = store
         self.dense = dense
+        self.visual = visual
         self.sparse = dict(sparse or default_sparse_encoders())
         self.rrf_k = rrf_k
         self.dense_weight = dense_weight
 
     def ensure(self, corpus: Corpus) -> None:
-        self.store.ensure(corpus, self.dense.info, self.sparse[corpus].info)
+        self.store.ensure(
+            corpus, self.dense.info, self.sparse[corpus].info, self._visual_info(corpus)
+        )
+
+    def _visual_info(self, corpus: Corpus) -> Any:
+        return self.visual.info if self.visual is not None and corpus in VISUAL_CORPORA else None
 
     def check(self) -> None:
         """Fail early (EncoderMismatchError) if any existing collection has other encoders."""
@@ -60,8 +77,14 @@ class Index:
     def embed(self, items: Sequence[Item]) -> Vectors:
         return self.dense.encode([i.embed_text or i.text for i in items])
 
-    def add(self, items: Sequence[Item], dense: Vectors | None = None) -> Vectors:
-        """Store items of one corpus; computes the dense vectors unless given. Returns them."""
+    def add(
+        self, items: Sequence[Item], dense: Vectors | None = None, visual: Vectors | None = None
+    ) -> Vectors:
+        """Store items of one corpus; computes the dense vectors unless given. Returns them.
+
+        ``visual`` vectors (image and clip corpora) are stored when the index has a
+        visual encoder; they come from the ingest stage, which has the pixels.
+        """
         if not items:
             return np.zeros((0, self.dense.info.dim), dtype=np.float32)
         corpus = items[0].corpus
@@ -71,7 +94,11 @@ class Index:
         sparse = self.sparse[corpus].encode(
             [i.sparse_text or i.embed_text or i.text for i in items]
         )
-        self.store.upsert(items, dense, sparse)
+        if self._visual_info(corpus) is None:
+            visual = None
+        elif visual is None:
+            raise ValueError(f"{corpus.value} items need visual vectors")
+        self.store.upsert(items, dense, sparse, visual)
         return dense
 
     def search(
@@ -81,8 +108,13 @@ class Index:
         *,
         limit: int = 10,
         mode: SearchMode = "hybrid",
+        image: Any = None,
     ) -> dict[Corpus, list[Hit]]:
-        """Search each corpus with one encoding of the query."""
+        """Search each corpus with one encoding of the query.
+
+        With ``image`` (a PIL image) and a visual encoder, the image and clip corpora are
+        also searched by the image's visual features (a third list in the fusion).
+        """
         targets = [c for c in corpora if self.store.exists(c)]
         if not targets:
             return {c: [] for c in corpora}
@@ -91,12 +123,18 @@ class Index:
         dense_q = self.dense.encode([query], query=True)[0] if mode != "sparse" else None
         # Query-side sparse weights do not depend on the corpus' length normalisation.
         sparse_q = self.sparse[targets[0]].encode([query], query=True)[0]
+        visual_q = (
+            self.visual.encode_images([image])[0]
+            if image is not None and self.visual is not None and mode == "hybrid"
+            else None
+        )
         out: dict[Corpus, list[Hit]] = {c: [] for c in corpora}
         for c in targets:
             out[c] = self.store.search(
                 c,
                 dense=dense_q,
                 sparse=sparse_q,
+                visual=visual_q if c in VISUAL_CORPORA else None,
                 mode=mode,
                 limit=limit,
                 rrf_k=self.rrf_k,

@@ -20,7 +20,7 @@ import numpy as np
 from retrieval.base import Corpus, EncoderInfo, Hit, Item, SparseVector, Vectors
 from retrieval.errors import ConfigError, EncoderMismatchError, StoreError
 
-SearchMode = Literal["hybrid", "dense", "sparse"]
+SearchMode = Literal["hybrid", "dense", "sparse", "visual"]
 
 
 class Store(Protocol):
@@ -33,14 +33,24 @@ class Store(Protocol):
 
     def exists(self, corpus: Corpus) -> bool: ...
 
-    def ensure(self, corpus: Corpus, dense: EncoderInfo, sparse: EncoderInfo) -> None: ...
+    def ensure(
+        self,
+        corpus: Corpus,
+        dense: EncoderInfo,
+        sparse: EncoderInfo,
+        visual: EncoderInfo | None = None,
+    ) -> None: ...
 
     def count(self, corpus: Corpus) -> int: ...
 
     def counts(self) -> dict[Corpus, int]: ...
 
     def upsert(
-        self, items: Sequence[Item], dense: Vectors, sparse: Sequence[SparseVector]
+        self,
+        items: Sequence[Item],
+        dense: Vectors,
+        sparse: Sequence[SparseVector],
+        visual: Vectors | None = None,
     ) -> None: ...
 
     def delete_stale(self, corpus: Corpus, source: str, keep_hash: str) -> None: ...
@@ -57,6 +67,7 @@ class Store(Protocol):
         *,
         dense: Vectors | None = None,
         sparse: SparseVector | None = None,
+        visual: Vectors | None = None,
         mode: SearchMode = "hybrid",
         limit: int = 10,
         prefetch_limit: int | None = None,
@@ -70,6 +81,7 @@ class Store(Protocol):
 
 DENSE = "dense"
 SPARSE = "sparse"
+VISUAL = "visual"
 _UPSERT_BATCH = 256
 
 
@@ -120,7 +132,7 @@ class QdrantStore:
                     "set MMRAG_QDRANT_URL"
                 )
             raise StoreError(f"cannot open the Qdrant store at {where}{hint} ({e})") from e
-        self._known: dict[Corpus, tuple[EncoderInfo, EncoderInfo]] = {}
+        self._known: dict[Corpus, tuple[EncoderInfo, EncoderInfo, EncoderInfo | None]] = {}
 
     # -- collections ---------------------------------------------------------------
 
@@ -130,23 +142,34 @@ class QdrantStore:
     def exists(self, corpus: Corpus) -> bool:
         return bool(self._client.collection_exists(self.collection(corpus)))
 
-    def ensure(self, corpus: Corpus, dense: EncoderInfo, sparse: EncoderInfo) -> None:
-        """Create the corpus' collection, or check that it was filled by these encoders."""
-        if self._known.get(corpus) == (dense, sparse):
+    def ensure(
+        self,
+        corpus: Corpus,
+        dense: EncoderInfo,
+        sparse: EncoderInfo,
+        visual: EncoderInfo | None = None,
+    ) -> None:
+        """Create the corpus' collection, or check that it was filled by these encoders.
+
+        ``visual`` (image and clip corpora) adds a ``visual`` named vector of its size.
+        """
+        if self._known.get(corpus) == (dense, sparse, visual):
             return
         from qdrant_client import models
 
         name = self.collection(corpus)
-        wanted = encoder_metadata(dense, sparse)
+        wanted = encoder_metadata(dense, sparse, visual)
         if self._client.collection_exists(name):
             meta = self._client.get_collection(name).config.metadata or {}
-            check_encoders(corpus, name, meta, dense, sparse)
+            check_encoders(corpus, name, meta, dense, sparse, visual)
         else:
+            cosine = models.Distance.COSINE
+            vectors = {DENSE: models.VectorParams(size=dense.dim, distance=cosine)}
+            if visual is not None:
+                vectors[VISUAL] = models.VectorParams(size=visual.dim, distance=cosine)
             self._client.create_collection(
                 name,
-                vectors_config={
-                    DENSE: models.VectorParams(size=dense.dim, distance=models.Distance.COSINE)
-                },
+                vectors_config=vectors,
                 sparse_vectors_config={
                     SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
                 },
@@ -156,7 +179,7 @@ class QdrantStore:
                 # Filters on these fields run on every ingest; the server indexes them.
                 for field in ("source", "content_hash", "parent_id"):
                     self._client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
-        self._known[corpus] = (dense, sparse)
+        self._known[corpus] = (dense, sparse, visual)
 
     def count(self, corpus: Corpus) -> int:
         if not self.exists(corpus):
@@ -173,17 +196,14 @@ class QdrantStore:
         items: Sequence[Item],
         dense: Vectors,
         sparse: Sequence[SparseVector],
+        visual: Vectors | None = None,
     ) -> None:
         """Store items of one corpus with their vectors (same order, same length)."""
-        if not (len(items) == len(dense) == len(sparse)):
-            raise ValueError("items, dense and sparse vectors must have the same length")
-        if not items:
+        corpus = check_batch(items, dense, sparse, visual)
+        if corpus is None:
             return
         from qdrant_client import models
 
-        corpus = items[0].corpus
-        if any(i.corpus is not corpus for i in items):
-            raise ValueError("upsert takes items of one corpus at a time")
         name = self.collection(corpus)
         for start in range(0, len(items), _UPSERT_BATCH):
             batch = range(start, min(start + _UPSERT_BATCH, len(items)))
@@ -195,6 +215,7 @@ class QdrantStore:
                         SPARSE: models.SparseVector(
                             indices=list(sparse[i].indices), values=list(sparse[i].values)
                         ),
+                        **({} if visual is None else {VISUAL: visual[i].tolist()}),
                     },
                     payload=payload_of(items[i]),
                 )
@@ -253,6 +274,7 @@ class QdrantStore:
         *,
         dense: Vectors | None = None,
         sparse: SparseVector | None = None,
+        visual: Vectors | None = None,
         mode: SearchMode = "hybrid",
         limit: int = 10,
         prefetch_limit: int | None = None,
@@ -273,14 +295,24 @@ class QdrantStore:
             return []
         flt = models.Filter(must=[_match_any("source", sources)]) if sources else None
         name = self.collection(corpus)
-        dense_q = query_dense(mode, dense, sparse)
+        dense_q = query_dense(mode, dense, sparse, visual)
         sparse_q = (
             None
             if sparse is None
             else models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
         )
         try:
-            if mode == "dense":
+            if mode == "visual":
+                vq = np.asarray(visual, dtype=np.float32).ravel().tolist()
+                res = self._client.query_points(
+                    name,
+                    query=vq,
+                    using=VISUAL,
+                    limit=limit,
+                    query_filter=flt,
+                    with_vectors=[DENSE],
+                )
+            elif mode == "dense":
                 assert dense_q is not None
                 res = self._client.query_points(
                     name, query=dense_q.tolist(), using=DENSE, limit=limit, query_filter=flt
@@ -302,6 +334,10 @@ class QdrantStore:
                     prefetch.append(
                         models.Prefetch(query=sparse_q, using=SPARSE, limit=k, filter=flt)
                     )
+                    weights.append(1.0)
+                if visual is not None:
+                    vq = np.asarray(visual, dtype=np.float32).ravel().tolist()
+                    prefetch.append(models.Prefetch(query=vq, using=VISUAL, limit=k, filter=flt))
                     weights.append(1.0)
                 res = self._client.query_points(
                     name,
@@ -349,16 +385,48 @@ class QdrantStore:
                 return
 
 
-def encoder_metadata(dense: EncoderInfo, sparse: EncoderInfo) -> dict[str, Any]:
+def encoder_metadata(
+    dense: EncoderInfo, sparse: EncoderInfo, visual: EncoderInfo | None = None
+) -> dict[str, Any]:
     """What a collection records about the encoders that fill it."""
-    return {"dense_encoder": asdict(dense), "sparse_encoder": asdict(sparse)}
+    meta = {"dense_encoder": asdict(dense), "sparse_encoder": asdict(sparse)}
+    if visual is not None:
+        meta["visual_encoder"] = asdict(visual)
+    return meta
+
+
+def check_batch(
+    items: Sequence[Item],
+    dense: Vectors,
+    sparse: Sequence[SparseVector],
+    visual: Vectors | None,
+) -> Corpus | None:
+    """The one corpus of a batch to upsert (None if empty); lengths must agree."""
+    if not (len(items) == len(dense) == len(sparse)) or (
+        visual is not None and len(visual) != len(items)
+    ):
+        raise ValueError("items and their vectors must have the same length")
+    if not items:
+        return None
+    corpus = items[0].corpus
+    if any(i.corpus is not corpus for i in items):
+        raise ValueError("upsert takes items of one corpus at a time")
+    return corpus
 
 
 def check_encoders(
-    corpus: Corpus, name: str, meta: Mapping[str, Any], dense: EncoderInfo, sparse: EncoderInfo
+    corpus: Corpus,
+    name: str,
+    meta: Mapping[str, Any],
+    dense: EncoderInfo,
+    sparse: EncoderInfo,
+    visual: EncoderInfo | None = None,
 ) -> None:
     """Raise EncoderMismatchError unless ``meta`` records exactly these encoders."""
-    for key, info in (("dense_encoder", dense), ("sparse_encoder", sparse)):
+    wanted = [("dense_encoder", dense), ("sparse_encoder", sparse)]
+    if visual is not None:
+        wanted.append(("visual_encoder", visual))
+    for key, info in wanted:
         stored = meta.get(key)
         if stored != asdict(info):
             have = EncoderInfo(**stored).describe() if stored else "an unknown encoder"
@@ -371,8 +439,12 @@ def check_encoders(
             )
 
 
-def query_dense(mode: SearchMode, dense: Vectors | None, sparse: SparseVector | None) -> Any:
+def query_dense(
+    mode: SearchMode, dense: Vectors | None, sparse: SparseVector | None, visual: Vectors | None
+) -> Any:
     """Check that ``mode`` has the query vectors it needs; the dense one as a flat array."""
+    if mode == "visual" and visual is None:
+        raise ValueError("visual search needs a visual query vector")
     if mode in ("hybrid", "dense") and dense is None:
         raise ValueError(f"{mode} search needs a dense query vector")
     if mode in ("hybrid", "sparse") and sparse is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.base import Corpus, EncoderInfo, Item, item_id
+from retrieval.base import Corpus, EncoderInfo, Hit, Item, item_id
 from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.errors import ConfigError, EncoderMismatchError, StoreError
@@ -178,3 +178,39 @@ def test_dense_vectors_are_normalised(encoder: SentenceTransformerEncoder) -> No
     vectors = encoder.encode(["a", "a much longer sentence about aerodynamics"])
     assert vectors.shape == (2, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+
+
+def test_search_by_image_uses_the_visual_vectors(
+    store: Store, encoder: SentenceTransformerEncoder
+) -> None:
+    visual_info = EncoderInfo("cnn-features", "1", 4)
+    bm25 = BM25Encoder()
+    store.ensure(Corpus.IMAGE, encoder.info, bm25.info, visual_info)
+    # Three photos whose text says the same: only their pixels tell them apart.
+    items = [
+        Item(item_id(f"img{n}"), Corpus.IMAGE, "a photo of a dog", f"img{n}.jpg", "h")
+        for n in range(3)
+    ]
+    visual = np.eye(3, 4, dtype=np.float32)
+    store.upsert(
+        items, encoder.encode([i.text for i in items]), bm25.encode([i.text for i in items]), visual
+    )
+    query = "dog photo"
+    dense_q, sparse_q = encoder.encode([query])[0], bm25.encode([query], query=True)[0]
+
+    def hits(**kw: object) -> list[Hit]:
+        return store.search(Corpus.IMAGE, dense=dense_q, sparse=sparse_q, limit=3, **kw)  # type: ignore[arg-type]
+
+    def fused_score(n: int, image: int) -> float:
+        return next(h.score for h in hits(visual=visual[image]) if h.item.source == f"img{n}.jpg")
+
+    for n in range(3):
+        # Search by the image alone finds exactly the photo with those pixels...
+        assert hits(visual=visual[n], mode="visual")[0].item.source == f"img{n}.jpg"
+        # ...and in hybrid search the visual list adds to that photo's fused score.
+        assert fused_score(n, image=n) > fused_score(n, image=(n + 1) % 3)
+    # The visual encoder is recorded and checked like the others.
+    with pytest.raises(EncoderMismatchError, match="cnn-features"):
+        store.ensure(Corpus.IMAGE, encoder.info, bm25.info, EncoderInfo("clip", "1", 4))
+    with pytest.raises(ValueError, match="same length"):
+        store.upsert(items, encoder.encode(["x"] * 3), bm25.encode(["x"] * 3), visual[:2])
