@@ -127,6 +127,10 @@ def ask(
         typer.Option("--corpus", "-c", help="Search only these corpora (repeatable)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    image: Annotated[
+        Path | None,
+        typer.Option("--image", help="A photo asked with the question: also search by it."),
+    ] = None,
 ) -> None:
     """Answer a question from the ingested sources, streaming, with cited sources."""
     from app.service import DoneEvent, RouteEvent, TokenEvent
@@ -135,7 +139,7 @@ def ask(
 
     def run() -> DoneEvent:
         done = None
-        for event in service.ask(question, corpora=corpus):
+        for event in service.ask(question, corpora=corpus, image=image):
             if isinstance(event, RouteEvent) and not as_json:
                 err.print(f"[dim]route: {event.route.label} ({event.route.reason})[/]")
             elif isinstance(event, TokenEvent) and not as_json:
@@ -238,6 +242,20 @@ def eval_text(
         lambda: evaluate_text(data, progress=err, rrf_k=s.rrf_k, dense_weight=s.dense_weight)
     )
     console.print(text_table(results))
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=2))
+
+
+@eval_app.command("images")
+def eval_images(
+    data: Annotated[Path, typer.Option(help="Folder with images/ and captions.jsonl.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Text->image and image->text Recall@1/5/10: tags, OCR, their fusion, a labels baseline."""
+    from app.image_eval import evaluate_images, image_table
+
+    results = _run(lambda: evaluate_images(data, console=err))
+    console.print(image_table(results))
     if json_out:
         json_out.write_text(json.dumps(results, indent=2))
 

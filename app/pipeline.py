@@ -24,6 +24,7 @@ from router.base import Route, Router
 
 class State(TypedDict, total=False):
     question: str
+    image: Any  # a PIL image asked with the question: also searched by its pixels
     route: Route
     available: dict[Corpus, int]
     hits: dict[Corpus, list[Hit]]
@@ -52,11 +53,12 @@ def select_hits(
     """Merge the corpora's hits into the evidence list given to the generator.
 
     The dense cosine of each hit is on one scale across corpora: its threshold decides
-    what counts as evidence at all. Passages come first, in fused (hybrid) rank order,
-    which beats the cosine alone (docs/benchmarks.md): a passage cites its page and fits
-    the prompt, while a whole-document item shows the model only its opening. Document
-    hits fill the slots relevant passages leave, and never when passages of that
-    document were found. Repeated texts are dropped; the character budget keeps the
+    what counts as evidence at all. Hits are ordered by their fused (hybrid) score, which
+    beats the cosine alone (docs/benchmarks.md); the same RRF formula gives rank r the
+    same score in every corpus, so passages, images and clips interleave by rank. Whole
+    documents come last: such an item shows the model only a document's opening, while
+    a passage cites its page. They fill the slots others leave, and never when passages
+    of that document were found. Repeated texts are dropped; the character budget keeps the
     prompt within the model's window.
     """
     pool = [h for hs in hits.values() for h in hs if _relevance(h) >= min_relevance]
@@ -65,7 +67,8 @@ def select_hits(
         h for h in pool if not (h.item.corpus is Corpus.DOCUMENT and h.item.id in with_passages)
     ]
     pool.sort(
-        key=lambda h: (h.item.corpus is Corpus.PARAGRAPH, h.score, _relevance(h)), reverse=True
+        key=lambda h: (h.item.corpus is not Corpus.DOCUMENT, h.score, _relevance(h)),
+        reverse=True,
     )
     chosen: list[Hit] = []
     seen: set[str] = set()
@@ -118,6 +121,7 @@ def build_graph(
             searchable,
             limit=config.search_limit,
             mode=config.search_mode,
+            image=state.get("image"),
         )
         return {"hits": hits, "timings": timed("retrieve_ms", start)}
 

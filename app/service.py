@@ -22,7 +22,7 @@ from ingest.pipeline import Ingestor, IngestReport, ProgressFn
 from retrieval.base import Corpus, Hit
 from retrieval.index import Index
 from retrieval.store import QdrantStore, Store
-from router.base import FixedRouter, Route, Router, TextCorporaRouter
+from router.base import AllCorporaRouter, FixedRouter, Route, Router
 
 
 @dataclass(frozen=True)
@@ -93,12 +93,27 @@ class Service:
         encoder = SentenceTransformerEncoder(
             self.settings.text_model, batch_size=self.settings.embed_batch_size
         )
+        from ingest.media import CnnImageEncoder
+
         return Index(
             self.store,
             encoder,
+            visual=CnnImageEncoder(lambda: self.image_analyzer),
             rrf_k=self.settings.rrf_k,
             dense_weight=self.settings.dense_weight,
         )
+
+    @cached_property
+    def image_analyzer(self) -> Any:
+        from ingest.images import ImageAnalyzer
+
+        return ImageAnalyzer(threads=self.settings.llm_threads)
+
+    @cached_property
+    def video_analyzer(self) -> Any:
+        from ingest.video import SpeechRecognizer, VideoAnalyzer
+
+        return VideoAnalyzer(SpeechRecognizer(cpu_threads=self.settings.llm_threads))
 
     @cached_property
     def generator(self) -> Generator:
@@ -121,11 +136,19 @@ class Service:
     @cached_property
     def ingestor(self) -> Ingestor:
         s = self.settings
+        from ingest.media import MediaIngest
+
+        media = MediaIngest(
+            s.data_dir / "media",
+            image_analyzer=lambda: self.image_analyzer,
+            video_analyzer=lambda: self.video_analyzer,
+        )
         return Ingestor(
             self.index,
             batch_size=s.ingest_batch_size,
             target_words=s.chunk_target_words,
             max_words=s.chunk_max_words,
+            media=media,
         )
 
     def _graph(self, router: Router) -> Any:
@@ -143,7 +166,7 @@ class Service:
 
     @cached_property
     def _default_graph(self) -> Any:
-        return self._graph(TextCorporaRouter())
+        return self._graph(AllCorporaRouter())
 
     # -- verbs ---------------------------------------------------------------------
 
@@ -152,15 +175,29 @@ class Service:
     ) -> IngestReport:
         return self.ingestor.ingest(paths, progress)
 
-    def ask(self, question: str, *, corpora: Sequence[Corpus] | None = None) -> Iterator[Event]:
-        """Answer a question as a stream: route, sources, tokens..., done."""
+    def ask(
+        self,
+        question: str,
+        *,
+        corpora: Sequence[Corpus] | None = None,
+        image: Path | None = None,
+    ) -> Iterator[Event]:
+        """Answer a question as a stream: route, sources, tokens..., done.
+
+        With ``image`` (a file), images and clips are also searched by its pixels.
+        """
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
         graph = self._graph(FixedRouter(tuple(corpora))) if corpora else self._default_graph
         start = time.perf_counter()
+        state: dict[str, Any] = {"question": question}
+        if image is not None:
+            from ingest.images import open_image
+
+            state["image"] = open_image(image)
         final: dict[str, Any] = {}
-        for mode, chunk in graph.stream({"question": question}, stream_mode=["custom", "values"]):
+        for mode, chunk in graph.stream(state, stream_mode=["custom", "values"]):
             if mode == "values":
                 final = chunk
                 continue
@@ -174,10 +211,16 @@ class Service:
         timings["total_ms"] = round((time.perf_counter() - start) * 1000, 2)
         yield DoneEvent(final["answer"], final["route"], timings)
 
-    def answer(self, question: str, *, corpora: Sequence[Corpus] | None = None) -> DoneEvent:
+    def answer(
+        self,
+        question: str,
+        *,
+        corpora: Sequence[Corpus] | None = None,
+        image: Path | None = None,
+    ) -> DoneEvent:
         """Like :meth:`ask`, without streaming."""
         done = None
-        for event in self.ask(question, corpora=corpora):
+        for event in self.ask(question, corpora=corpora, image=image):
             if isinstance(event, DoneEvent):
                 done = event
         assert done is not None

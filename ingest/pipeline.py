@@ -24,7 +24,9 @@ import numpy as np
 
 from ingest.base import Loader, ParsedDocument, Passage, loaders_by_suffix
 from ingest.chunking import chunk
+from ingest.images import IMAGE_SUFFIXES
 from ingest.loaders import default_loaders, load_file
+from ingest.media import MEDIA_SUFFIXES, MediaIngest
 from retrieval.base import Corpus, Item, item_id
 from retrieval.errors import LoaderError, MmragError
 from retrieval.index import Index
@@ -120,16 +122,19 @@ class Ingestor:
         batch_size: int = 256,
         target_words: int = 180,
         max_words: int = 300,
+        media: MediaIngest | None = None,
     ) -> None:
         self.index = index
         self.loaders = loaders_by_suffix(list(loaders) if loaders else default_loaders())
+        self.media = media
         self.batch_size = batch_size
         self.target_words = target_words
         self.max_words = max_words
 
     @property
     def suffixes(self) -> frozenset[str]:
-        return frozenset(self.loaders)
+        media = MEDIA_SUFFIXES if self.media is not None else frozenset()
+        return frozenset(self.loaders) | media
 
     def ingest(
         self, paths: Sequence[Path | str], progress: ProgressFn | None = None
@@ -137,7 +142,10 @@ class Ingestor:
         """Ingest files and folders (recursively); ``progress`` is called once per file."""
         start = time.perf_counter()
         self.index.check()
-        known = self.index.store.source_hashes(Corpus.DOCUMENT)
+        # One item per file in these corpora carries the file's hash.
+        known: dict[str, set[str]] = {}
+        for corpus in (Corpus.DOCUMENT, Corpus.IMAGE, Corpus.VIDEO):
+            known.update(self.index.store.source_hashes(corpus))
         results: list[FileResult] = []
         pending: list[_Pending] = []
         queued = 0
@@ -158,6 +166,20 @@ class Ingestor:
             stored = known.get(source, set())
             if stored == {digest}:
                 emit(FileResult(source, FileStatus.UNCHANGED))
+                continue
+            if self.media is not None and path.suffix.lower() in MEDIA_SUFFIXES:
+                try:
+                    result = self._media(path, source, digest, replaces=bool(stored))
+                except MmragError as e:
+                    result = FileResult(source, FileStatus.FAILED, message=str(e))
+                except Exception as e:  # an analyser bug must not stop the other files
+                    result = FileResult(
+                        source,
+                        FileStatus.FAILED,
+                        message=f"{path}: unexpected {type(e).__name__}: {e}",
+                    )
+                embedded += result.passages
+                emit(result)
                 continue
             try:
                 doc = load_file(path, self.loaders)
@@ -183,6 +205,34 @@ class Ingestor:
         return IngestReport(tuple(results), time.perf_counter() - start, embedded)
 
     # -- internals -----------------------------------------------------------------
+
+    def _media(self, path: Path, source: str, digest: str, replaces: bool) -> FileResult:
+        """An image, video or audio file: analyse, store its items, then drop old ones."""
+        assert self.media is not None
+        suffix = path.suffix.lower()
+        found = (
+            self.media.image(path, source, digest)
+            if suffix in IMAGE_SUFFIXES
+            else self.media.video(path, source, digest)
+        )
+        vectors: dict[Corpus, np.ndarray] = {}
+        for corpus, items in found.corpus_items.items():
+            dense = None
+            if corpus is Corpus.VIDEO and Corpus.CLIP in vectors and len(vectors[Corpus.CLIP]):
+                # A whole video's vector is the mean of its clips' (DESIGN: corpora).
+                mean = vectors[Corpus.CLIP].mean(axis=0)
+                dense = np.stack([mean / (np.linalg.norm(mean) or 1.0)]).astype(np.float32)
+            vectors[corpus] = self.index.add(items, dense, found.visual.get(corpus))
+        if replaces:
+            for corpus in (Corpus.IMAGE, Corpus.CLIP, Corpus.VIDEO):
+                self.index.store.delete_stale(corpus, source, digest)
+        primary = found.corpus_items.get(Corpus.CLIP) or found.corpus_items.get(Corpus.IMAGE, [])
+        return FileResult(
+            source,
+            FileStatus.UPDATED if replaces else FileStatus.ADDED,
+            passages=len(primary),
+            warnings=found.warnings,
+        )
 
     def _items(self, source: str, digest: str, doc: ParsedDocument, replaces: bool) -> _Pending:
         passages = chunk(doc, target_words=self.target_words, max_words=self.max_words)

@@ -33,6 +33,7 @@ from retrieval.store import (
     item_from,
     payload_of,
     query_dense,
+    visual_part,
 )
 
 _META = "encoders.json"
@@ -130,7 +131,7 @@ class EdgeStore:
         items: Sequence[Item],
         dense: Vectors,
         sparse: Sequence[SparseVector],
-        visual: Vectors | None = None,
+        visual: Sequence[Vectors | None] | None = None,
     ) -> None:
         corpus = check_batch(items, dense, sparse, visual)
         if corpus is None:
@@ -144,7 +145,7 @@ class EdgeStore:
                     {
                         DENSE: dense[i].tolist(),
                         SPARSE: q.SparseVector(list(sparse[i].indices), list(sparse[i].values)),
-                        **({} if visual is None else {VISUAL: visual[i].tolist()}),
+                        **visual_part(visual, i),
                     },
                     payload_of(items[i]),
                 )

@@ -78,7 +78,10 @@ class Index:
         return self.dense.encode([i.embed_text or i.text for i in items])
 
     def add(
-        self, items: Sequence[Item], dense: Vectors | None = None, visual: Vectors | None = None
+        self,
+        items: Sequence[Item],
+        dense: Vectors | None = None,
+        visual: Sequence[Vectors | None] | None = None,
     ) -> Vectors:
         """Store items of one corpus; computes the dense vectors unless given. Returns them.
 

@@ -50,7 +50,7 @@ class Store(Protocol):
         items: Sequence[Item],
         dense: Vectors,
         sparse: Sequence[SparseVector],
-        visual: Vectors | None = None,
+        visual: Sequence[Vectors | None] | None = None,
     ) -> None: ...
 
     def delete_stale(self, corpus: Corpus, source: str, keep_hash: str) -> None: ...
@@ -196,7 +196,7 @@ class QdrantStore:
         items: Sequence[Item],
         dense: Vectors,
         sparse: Sequence[SparseVector],
-        visual: Vectors | None = None,
+        visual: Sequence[Vectors | None] | None = None,
     ) -> None:
         """Store items of one corpus with their vectors (same order, same length)."""
         corpus = check_batch(items, dense, sparse, visual)
@@ -215,7 +215,7 @@ class QdrantStore:
                         SPARSE: models.SparseVector(
                             indices=list(sparse[i].indices), values=list(sparse[i].values)
                         ),
-                        **({} if visual is None else {VISUAL: visual[i].tolist()}),
+                        **visual_part(visual, i),
                     },
                     payload=payload_of(items[i]),
                 )
@@ -395,11 +395,17 @@ def encoder_metadata(
     return meta
 
 
+def visual_part(visual: Sequence[Vectors | None] | None, i: int) -> dict[str, list[float]]:
+    """The ``visual`` entry of point ``i``'s vectors; none for an item without a picture."""
+    v = None if visual is None else visual[i]
+    return {} if v is None else {VISUAL: np.asarray(v, dtype=np.float32).ravel().tolist()}
+
+
 def check_batch(
     items: Sequence[Item],
     dense: Vectors,
     sparse: Sequence[SparseVector],
-    visual: Vectors | None,
+    visual: Sequence[Vectors | None] | None,
 ) -> Corpus | None:
     """The one corpus of a batch to upsert (None if empty); lengths must agree."""
     if not (len(items) == len(dense) == len(sparse)) or (

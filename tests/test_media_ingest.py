@@ -1,0 +1,125 @@
+"""Images and videos through the ingest pipeline into the image, clip and video corpora.
+
+Real parts throughout: the packaged CNN and OCR, whisper tiny.en, MiniLM, both
+embedded engines; the video is made here with known scenes and speech at a known time.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from ingest.images import ImageAnalyzer, open_image
+from ingest.media import CnnImageEncoder, MediaIngest, visual_encoder_info
+from ingest.pipeline import FileStatus, Ingestor
+from ingest.video import SpeechRecognizer, VideoAnalyzer
+from retrieval.base import Corpus
+from retrieval.encoders import SentenceTransformerEncoder
+from retrieval.index import Index
+from retrieval.store import Store
+from tests.test_video import DURATION, SPEECH_AT, encode, needs_espeak, soundtrack
+
+COCO = Path(__file__).resolve().parents[2] / "shared" / "eval" / "images" / "coco" / "images"
+ELEPHANTS = COCO / "000000054718.jpg"
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> ImageAnalyzer:
+    return ImageAnalyzer()
+
+
+@pytest.fixture(scope="module")
+def videos() -> VideoAnalyzer:
+    return VideoAnalyzer(SpeechRecognizer())
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("media-in")
+    sign = Image.new("RGB", (640, 240), "white")
+    font = ImageFont.load_default(size=64)
+    ImageDraw.Draw(sign).text((30, 80), "INVOICE 4711", fill="black", font=font)
+    sign.save(root / "scan.png")
+    if ELEPHANTS.is_file():
+        shutil.copy(ELEPHANTS, root / "safari.jpg")
+    encode(root / "meeting.mp4", audio=soundtrack(DURATION, SPEECH_AT))
+    return root
+
+
+@pytest.fixture()
+def ingestor(
+    store: Store,
+    encoder: SentenceTransformerEncoder,
+    analyzer: ImageAnalyzer,
+    videos: VideoAnalyzer,
+    tmp_path: Path,
+) -> Ingestor:
+    media = MediaIngest(
+        tmp_path / "media", image_analyzer=lambda: analyzer, video_analyzer=lambda: videos
+    )
+    index = Index(store, encoder, visual=CnnImageEncoder(lambda: analyzer))
+    return Ingestor(index, media=media)
+
+
+def top(ingestor: Ingestor, query: str, corpus: Corpus, **kw: object) -> list[object]:
+    hits = ingestor.index.search(query, [corpus], limit=3, **kw)[corpus]  # type: ignore[arg-type]
+    return [h.item for h in hits]
+
+
+def test_visual_encoder_info_matches_the_analyzer(analyzer: ImageAnalyzer) -> None:
+    assert visual_encoder_info() == analyzer.info
+
+
+@needs_espeak
+def test_images_and_video_are_searchable(ingestor: Ingestor, folder: Path) -> None:
+    report = ingestor.ingest([folder])
+    assert report.ok, [f.message for f in report.files]
+    counts = ingestor.index.counts()
+    assert counts[Corpus.IMAGE] == (2 if ELEPHANTS.is_file() else 1)
+    assert counts[Corpus.VIDEO] == 1 and counts[Corpus.CLIP] >= 3
+
+    (scan,) = [i for i in top(ingestor, "invoice 4711", Corpus.IMAGE)[:1]]
+    assert Path(scan.source).name == "scan.png"  # type: ignore[attr-defined]
+    assert "4711" in scan.extra["ocr"]  # type: ignore[attr-defined]
+    assert Path(scan.extra["thumbnail"]).is_file()  # type: ignore[attr-defined]
+
+    if ELEPHANTS.is_file():
+        (photo,) = top(ingestor, "a photo of an elephant", Corpus.IMAGE)[:1]
+        assert Path(photo.source).name == "safari.jpg"  # type: ignore[attr-defined]
+        # Search by image: the photo itself finds itself among the images.
+        image = open_image(ELEPHANTS)
+        (same,) = top(ingestor, "animals", Corpus.IMAGE, image=image)[:1]
+        assert Path(same.source).name == "safari.jpg"  # type: ignore[attr-defined]
+
+    (clip,) = top(ingestor, "when does the quarterly meeting start", Corpus.CLIP)[:1]
+    assert clip.extra["t_start"] <= SPEECH_AT <= clip.extra["t_end"]  # type: ignore[attr-defined]
+    assert "meeting" in clip.extra["transcript"]  # type: ignore[attr-defined]
+    assert all(Path(k).is_file() for k in clip.extra["keyframes"])  # type: ignore[attr-defined]
+    (video,) = top(ingestor, "quarterly meeting", Corpus.VIDEO)[:1]
+    assert abs(video.extra["duration"] - DURATION) < 0.5  # type: ignore[attr-defined]
+    assert clip.id in video.extra["clip_ids"]  # type: ignore[attr-defined]
+
+    again = ingestor.ingest([folder])
+    assert {f.status for f in again.files} == {FileStatus.UNCHANGED}
+    assert again.embedded == 0
+
+
+def test_bad_media_is_reported_and_nothing_is_lost(ingestor: Ingestor, tmp_path: Path) -> None:
+    good = tmp_path / "good.png"
+    Image.new("RGB", (64, 64), "red").save(good)
+    ingestor.ingest([good])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.mp4").write_bytes(b"")
+    (bad / "lie.jpg").write_text("not an image", encoding="utf-8")
+    jpeg = tmp_path / "full.jpg"
+    Image.new("RGB", (256, 256), "blue").save(jpeg)
+    (bad / "truncated.jpg").write_bytes(jpeg.read_bytes()[:300])
+    report = ingestor.ingest([bad])
+    failed = {Path(f.path).name: f.message for f in report.files if f.status is FileStatus.FAILED}
+    assert set(failed) == {"empty.mp4", "lie.jpg", "truncated.jpg"}
+    assert all(name in message for name, message in failed.items())
+    assert ingestor.index.counts()[Corpus.IMAGE] == 1
