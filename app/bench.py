@@ -146,3 +146,68 @@ def bench_retrieval(data: Path, repeat: int = 3, console: Console | None = None)
     out["query_encoding_ms"] = percentiles(encode)
     out["machine"] = _machine()
     return out
+
+
+def bench_media(images: Path, videos: Path, console: Console | None = None) -> dict[str, Any]:
+    """Images/s per stage (decode, CNN tags, OCR, the rest) and video seconds per wall
+    second per stage (decode, scene cuts, keyframes, speech), models loaded first."""
+    from ingest.images import IMAGE_SUFFIXES, ImageAnalyzer, open_image
+    from ingest.video import VIDEO_SUFFIXES, SpeechRecognizer, VideoAnalyzer
+
+    analyzer = ImageAnalyzer()
+    speech = SpeechRecognizer()
+    speech.load()
+    image_files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    video_files = sorted(p for p in videos.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    analyzer.analyze([open_image(image_files[0])])  # warm-up, untimed
+    decode = 0.0
+    stages: dict[str, float] = {}
+    for path in image_files:
+        start = time.perf_counter()
+        image = open_image(path)
+        decode += time.perf_counter() - start
+        analyzer.analyze([image], timings=stages)
+    n = len(image_files)
+    image_figures = {
+        "images": n,
+        "images_per_s": {
+            "decode": round(n / decode, 1),
+            **{k: round(n / v, 1) for k, v in stages.items() if v > 0},
+            "total": round(n / (decode + sum(stages.values())), 2),
+        },
+    }
+    if console:
+        console.print(f"[dim]images: {image_figures}[/]")
+    video_analyzer = VideoAnalyzer(speech)
+    totals: dict[str, float] = {}
+    media_seconds = 0.0
+    per_video = []
+    with tempfile.TemporaryDirectory(prefix="mmrag-bench-") as tmp:
+        for path in video_files:
+            analysis = video_analyzer.analyze(path, Path(tmp))
+            media_seconds += analysis.duration
+            for k, v in analysis.timings.items():
+                totals[k] = totals.get(k, 0.0) + v
+            per_video.append(
+                {
+                    "file": path.name,
+                    "seconds": round(analysis.duration, 2),
+                    "clips": len(analysis.clips),
+                    "wall": round(analysis.timings.get("total", 0.0), 3),
+                }
+            )
+    video_figures = {
+        "videos": len(video_files),
+        "video_seconds": round(media_seconds, 2),
+        "video_seconds_per_wall_second": {
+            k: round(media_seconds / v, 1) for k, v in totals.items() if v > 0
+        },
+        "per_video": per_video,
+    }
+    return {
+        "images_data": str(images),
+        "videos_data": str(videos),
+        "image": image_figures,
+        "video": video_figures,
+        "machine": _machine(),
+    }

@@ -274,6 +274,21 @@ def bench_ingest(
         json_out.write_text(json.dumps(figures, indent=2))
 
 
+@bench_app.command("media")
+def bench_media(
+    images: Annotated[Path, typer.Option(help="Folder of images (searched recursively).")],
+    videos: Annotated[Path, typer.Option(help="Folder of videos (searched recursively).")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Image and video analysis speed by stage."""
+    from app.bench import bench_media as run
+
+    figures = _run(lambda: run(images, videos, console=err))
+    console.print_json(json.dumps(figures))
+    if json_out:
+        json_out.write_text(json.dumps(figures, indent=2))
+
+
 @bench_app.command("retrieval")
 def bench_retrieval(
     data: Annotated[Path, typer.Option(help="Folder with corpus.jsonl and queries.jsonl.")],

@@ -23,7 +23,7 @@ import codecs
 import dataclasses
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +48,19 @@ def default_loaders(*, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Loader]:
     ]
 
 
-def load_file(path: Path, loaders: Mapping[str, Loader]) -> ParsedDocument:
+def load_file(
+    path: Path, loaders: Mapping[str, Loader], *, also: Iterable[str] = ()
+) -> ParsedDocument:
     """Load ``path`` with the loader registered for its (lower-cased) suffix.
 
     ``loaders`` maps suffixes to loaders, as built by ``ingest.base.loaders_by_suffix``.
-    Raises ``UnsupportedTypeError`` naming the file, its suffix and the supported ones.
+    Raises ``UnsupportedTypeError`` naming the file, its suffix and the supported ones
+    (``also`` adds the suffixes the caller handles elsewhere, e.g. images and videos).
     """
     suffix = path.suffix.lower()
     loader = loaders.get(suffix)
     if loader is None:
-        supported = ", ".join(sorted(loaders))
+        supported = ", ".join(sorted({*loaders, *also}))
         what = f"unsupported file type '{suffix}'" if suffix else "no file suffix"
         raise UnsupportedTypeError(f"{path}: {what}; supported: {supported}")
     return loader.load(path)

@@ -182,7 +182,7 @@ class Ingestor:
                 emit(result)
                 continue
             try:
-                doc = load_file(path, self.loaders)
+                doc = load_file(path, self.loaders, also=self.suffixes)
                 item = self._items(source, digest, doc, replaces=bool(stored))
             except MmragError as e:
                 emit(FileResult(source, FileStatus.FAILED, message=str(e)))

@@ -12,11 +12,15 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from app.service import Service
+from app.settings import Settings
+from generation.llamacpp import LlamaCppGenerator
 from ingest.images import ImageAnalyzer, open_image
 from ingest.media import CnnImageEncoder, MediaIngest, visual_encoder_info
 from ingest.pipeline import FileStatus, Ingestor
 from ingest.video import SpeechRecognizer, VideoAnalyzer
 from retrieval.base import Corpus
+from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.index import Index
 from retrieval.store import Store
@@ -123,3 +127,32 @@ def test_bad_media_is_reported_and_nothing_is_lost(ingestor: Ingestor, tmp_path:
     assert set(failed) == {"empty.mp4", "lie.jpg", "truncated.jpg"}
     assert all(name in message for name, message in failed.items())
     assert ingestor.index.counts()[Corpus.IMAGE] == 1
+
+
+@needs_espeak
+def test_answer_cites_the_clip_at_its_time(
+    tmp_path: Path,
+    encoder: SentenceTransformerEncoder,
+    analyzer: ImageAnalyzer,
+    videos: VideoAnalyzer,
+    llm: LlamaCppGenerator,
+    folder: Path,
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", max_tokens=64, temperature=0.0)
+    store = EdgeStore(tmp_path / "store")
+    service = Service(
+        settings,
+        index=Index(store, encoder, visual=CnnImageEncoder(lambda: analyzer)),
+        generator=llm,
+    )
+    service.__dict__["image_analyzer"] = analyzer
+    service.__dict__["video_analyzer"] = videos
+    assert service.ingest([folder / "meeting.mp4"]).ok
+    done = service.answer("When does the quarterly meeting start, as said in the video?")
+    cited = [c.source.hit.item for c in done.answer.citations]
+    clips = [i for i in cited if i.corpus is Corpus.CLIP]
+    assert clips, done.answer
+    # The citation carries the clip's real times, and they cover when it was said.
+    assert any(c.extra["t_start"] <= SPEECH_AT <= c.extra["t_end"] for c in clips)
+    assert "meeting" in done.answer.text.lower()
+    store.close()
