@@ -70,7 +70,7 @@ def ingest(
         TextColumn("[bold]ingest"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[passages]} passages"),
+        TextColumn("{task.fields[passages]} items"),
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
         console=err,
@@ -86,9 +86,22 @@ def ingest(
             if r.status is FileStatus.FAILED:
                 progress.console.print(f"[red]failed[/] {r.message}")
 
+        current: dict[str, Any] = {}
+
+        def on_step(path: str, fraction: float) -> None:
+            # One bar per long file (a video), removed when the file is done.
+            if current.get("path") != path:
+                if "task" in current:
+                    progress.remove_task(current["task"])
+                current["path"] = path
+                current["task"] = progress.add_task(Path(path).name, total=1.0, passages=0)
+            progress.update(current["task"], completed=fraction)
+
         _ = service.index  # load the encoder while the bar says so
         progress.update(task, description="")
-        report = _run(lambda: service.ingest(paths, on_file))
+        report = _run(lambda: service.ingest(paths, on_file, on_step))
+        if "task" in current:
+            progress.remove_task(current["task"])
     _ingest_summary(report)
     service.close()
     if not report.ok:
@@ -101,7 +114,7 @@ def _ingest_summary(report: Any) -> None:
     table = Table(title="Ingest summary")
     table.add_column("status")
     table.add_column("files", justify="right")
-    table.add_column("passages", justify="right")
+    table.add_column("items", justify="right")
     for status in FileStatus:
         files = [f for f in report.files if f.status is status]
         if files:
@@ -110,7 +123,7 @@ def _ingest_summary(report: Any) -> None:
     rate = report.embedded / report.seconds if report.seconds else 0.0
     console.print(
         f"{len(report.files)} files in {report.seconds:.1f} s; "
-        f"{report.embedded} passages embedded ({rate:.0f}/s)"
+        f"{report.embedded} items embedded ({rate:.0f}/s)"
     )
     for f in report.files:
         for w in f.warnings:

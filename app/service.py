@@ -18,7 +18,7 @@ from typing import Any
 from app.pipeline import PipelineConfig, build_graph
 from app.settings import Settings
 from generation.base import Answer, Generator
-from ingest.pipeline import Ingestor, IngestReport, ProgressFn
+from ingest.pipeline import Ingestor, IngestReport, ProgressFn, StepFn
 from retrieval.base import Corpus, Hit
 from retrieval.index import Index
 from retrieval.store import QdrantStore, Store
@@ -171,9 +171,12 @@ class Service:
     # -- verbs ---------------------------------------------------------------------
 
     def ingest(
-        self, paths: Sequence[Path | str], progress: ProgressFn | None = None
+        self,
+        paths: Sequence[Path | str],
+        progress: ProgressFn | None = None,
+        step: StepFn | None = None,
     ) -> IngestReport:
-        return self.ingestor.ingest(paths, progress)
+        return self.ingestor.ingest(paths, progress, step)
 
     def ask(
         self,

@@ -85,7 +85,7 @@ class PdfLoader:
         import pypdfium2.raw as pdfium_c
 
         data = _read_bytes(path, max_bytes=None)
-        with _PDFIUM_LOCK:
+        with PDFIUM_LOCK:
             try:
                 pdf = pdfium.PdfDocument(data)
             except pdfium.PdfiumError as e:
@@ -382,7 +382,7 @@ def _looks_binary(text: str) -> bool:
 
 # --- PDF ------------------------------------------------------------------------------
 
-_PDFIUM_LOCK = threading.Lock()
+PDFIUM_LOCK = threading.Lock()
 
 # Control characters in pdfium's text are artefacts of the PDF's fonts. (A regex, not
 # str.translate: translate with a dict is slow on non-ASCII text.)

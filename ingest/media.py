@@ -171,6 +171,37 @@ class MediaIngest:
             warnings=tuple(analysis.warnings),
         )
 
+    def pdf_figures(
+        self, path: Path, source: str, digest: str, parent_id: str, *, min_side: int = 128
+    ) -> MediaItems:
+        """The images embedded in a PDF, as ``image`` items with their page and document.
+
+        Images smaller than ``min_side`` pixels on either side (logos, rules, bullets) are
+        skipped; an image pdfium cannot decode is a warning, not a failure of the PDF.
+        """
+        found: list[tuple[int, Any]] = []
+        warnings: list[str] = []
+        for page, image in _pdf_images(path, min_side, warnings):
+            found.append((page, image))
+        if not found:
+            return MediaItems({}, {}, tuple(warnings))
+        analyses = self.images.analyze([image for _, image in found])
+        items = [
+            self._image_item(
+                source,
+                digest,
+                f"{path.stem} page {page} figure {n + 1}",
+                analysis,
+                n=n,
+                page=page,
+                parent_id=parent_id,
+            )
+            for n, ((page, _), analysis) in enumerate(zip(found, analyses, strict=True))
+        ]
+        return MediaItems(
+            {Corpus.IMAGE: items}, {Corpus.IMAGE: [a.features for a in analyses]}, tuple(warnings)
+        )
+
     def _image_item(
         self,
         source: str,
@@ -207,3 +238,31 @@ class MediaIngest:
                 "exif": dict(analysis.exif),
             },
         )
+
+
+def _pdf_images(path: Path, min_side: int, warnings: list[str]) -> list[tuple[int, Any]]:
+    """(1-based page, RGB image) for each large enough image object of a PDF."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    from ingest.loaders import PDFIUM_LOCK
+
+    out: list[tuple[int, Any]] = []
+    with PDFIUM_LOCK:  # pdfium is not thread-safe
+        pdf = pdfium.PdfDocument(str(path))
+        try:
+            for index in range(len(pdf)):
+                page = pdf[index]
+                for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3):
+                    width, height = obj.get_px_size()
+                    if min(width, height) < min_side:
+                        continue
+                    try:
+                        image = obj.get_bitmap(render=False).to_pil().convert("RGB")
+                    except Exception as e:  # odd colour spaces and filters: skip that one
+                        warnings.append(f"page {index + 1}: an image could not be decoded ({e})")
+                        continue
+                    out.append((index + 1, image))
+        finally:
+            pdf.close()
+    return out

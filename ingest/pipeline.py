@@ -68,6 +68,8 @@ class IngestReport:
 
 
 ProgressFn = Callable[[FileResult], None]
+# (file, fraction done) while one long file (a video) is being analysed.
+StepFn = Callable[[str, float], None]
 
 
 @dataclass
@@ -81,6 +83,7 @@ class _Pending:
     passages: list[Item]
     document: Item
     vectors: list[np.ndarray] = field(default_factory=list)
+    figures: int = 0
 
 
 def file_sha256(path: Path) -> str:
@@ -137,9 +140,13 @@ class Ingestor:
         return frozenset(self.loaders) | media
 
     def ingest(
-        self, paths: Sequence[Path | str], progress: ProgressFn | None = None
+        self,
+        paths: Sequence[Path | str],
+        progress: ProgressFn | None = None,
+        step: StepFn | None = None,
     ) -> IngestReport:
-        """Ingest files and folders (recursively); ``progress`` is called once per file."""
+        """Ingest files and folders (recursively); ``progress`` is called once per file,
+        ``step`` as a long file (a video) is analysed."""
         start = time.perf_counter()
         self.index.check()
         # One item per file in these corpora carries the file's hash.
@@ -169,7 +176,7 @@ class Ingestor:
                 continue
             if self.media is not None and path.suffix.lower() in MEDIA_SUFFIXES:
                 try:
-                    result = self._media(path, source, digest, replaces=bool(stored))
+                    result = self._media(path, source, digest, bool(stored), step)
                 except MmragError as e:
                     result = FileResult(source, FileStatus.FAILED, message=str(e))
                 except Exception as e:  # an analyser bug must not stop the other files
@@ -196,6 +203,8 @@ class Ingestor:
                     )
                 )
                 continue
+            if self.media is not None and path.suffix.lower() == ".pdf":
+                item.figures = self._figures(path, source, digest, item.document.id)
             pending.append(item)
             queued += len(item.passages)
             if queued >= self.batch_size:
@@ -206,14 +215,29 @@ class Ingestor:
 
     # -- internals -----------------------------------------------------------------
 
-    def _media(self, path: Path, source: str, digest: str, replaces: bool) -> FileResult:
+    def _figures(self, path: Path, source: str, digest: str, document_id: str) -> int:
+        """Store a PDF's figures as image items (a figure that fails is only skipped)."""
+        assert self.media is not None
+        try:
+            found = self.media.pdf_figures(path, source, digest, document_id)
+        except MmragError:
+            return 0
+        for corpus, items in found.corpus_items.items():
+            self.index.add(items, None, found.visual.get(corpus))
+        return sum(len(i) for i in found.corpus_items.values())
+
+    def _media(
+        self, path: Path, source: str, digest: str, replaces: bool, step: StepFn | None
+    ) -> FileResult:
         """An image, video or audio file: analyse, store its items, then drop old ones."""
         assert self.media is not None
         suffix = path.suffix.lower()
         found = (
             self.media.image(path, source, digest)
             if suffix in IMAGE_SUFFIXES
-            else self.media.video(path, source, digest)
+            else self.media.video(
+                path, source, digest, None if step is None else lambda f: step(source, f)
+            )
         )
         vectors: dict[Corpus, np.ndarray] = {}
         for corpus, items in found.corpus_items.items():
@@ -303,7 +327,7 @@ class Ingestor:
         self.index.add(documents, np.stack(doc_vectors).astype(np.float32))
         for p in pending:
             if p.replaces:
-                for corpus in (Corpus.PARAGRAPH, Corpus.DOCUMENT):
+                for corpus in (Corpus.PARAGRAPH, Corpus.DOCUMENT, Corpus.IMAGE):
                     self.index.store.delete_stale(corpus, p.path, p.content_hash)
             emit(
                 FileResult(

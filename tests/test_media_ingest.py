@@ -156,3 +156,54 @@ def test_answer_cites_the_clip_at_its_time(
     assert any(c.extra["t_start"] <= SPEECH_AT <= c.extra["t_end"] for c in clips)
     assert "meeting" in done.answer.text.lower()
     store.close()
+
+
+def figure_pdf(path: Path, first_line: str) -> Path:
+    """A two-page PDF: a logo too small to count on page 1, a text figure on page 2."""
+    from reportlab.lib.pagesizes import letter
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    figure = Image.new("RGB", (640, 240), "white")
+    ImageDraw.Draw(figure).text(
+        (30, 80), "INVOICE 4711", fill="black", font=ImageFont.load_default(size=64)
+    )
+    logo = Image.new("RGB", (40, 40), "red")
+    pdf = canvas.Canvas(str(path), pagesize=letter)
+    pdf.drawString(72, 720, first_line)
+    pdf.drawImage(ImageReader(logo), 72, 600, 40, 40)
+    pdf.showPage()
+    pdf.drawString(72, 720, "The scanned invoice is shown below.")
+    pdf.drawImage(ImageReader(figure), 72, 400, 320, 120)
+    pdf.showPage()
+    pdf.save()
+    return path
+
+
+def test_pdf_figures_become_images_with_their_page(ingestor: Ingestor, tmp_path: Path) -> None:
+    path = figure_pdf(tmp_path / "report.pdf", "Quarterly report, first page.")
+    report = ingestor.ingest([path])
+    assert report.ok, report.files
+    store = ingestor.index.store
+    (figure_item,) = store.items_of(Corpus.IMAGE, str(path.resolve()))
+    (document,) = store.items_of(Corpus.DOCUMENT, str(path.resolve()))
+    assert figure_item.page == 2
+    assert figure_item.parent_id == document.id
+    assert "4711" in figure_item.extra["ocr"]
+    (hit,) = top(ingestor, "invoice 4711", Corpus.IMAGE)[:1]
+    assert hit.id == figure_item.id  # type: ignore[attr-defined]
+    # A changed PDF replaces its figures too: one figure, of the new version.
+    figure_pdf(path, "Quarterly report, revised.")
+    again = ingestor.ingest([path])
+    assert [f.status for f in again.files] == [FileStatus.UPDATED]
+    (new_figure,) = store.items_of(Corpus.IMAGE, str(path.resolve()))
+    assert new_figure.content_hash != figure_item.content_hash
+
+
+def test_video_progress_is_reported(ingestor: Ingestor, folder: Path) -> None:
+    steps: list[tuple[str, float]] = []
+    report = ingestor.ingest([folder / "meeting.mp4"], step=lambda p, f: steps.append((p, f)))
+    assert report.ok
+    fractions = [f for _, f in steps]
+    assert len(fractions) > 2 and fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert {Path(p).name for p, _ in steps} == {"meeting.mp4"}
