@@ -172,12 +172,21 @@ class MediaIngest:
         )
 
     def pdf_figures(
-        self, path: Path, source: str, digest: str, parent_id: str, *, min_side: int = 128
+        self,
+        path: Path,
+        source: str,
+        digest: str,
+        parent_id: str,
+        *,
+        doc: Any = None,
+        min_side: int = 128,
     ) -> MediaItems:
         """The images embedded in a PDF, as ``image`` items with their page and document.
 
         Images smaller than ``min_side`` pixels on either side (logos, rules, bullets) are
         skipped; an image pdfium cannot decode is a warning, not a failure of the PDF.
+        With ``doc`` (the PDF's ParsedDocument) the start of the figure's page text is
+        its caption: the words around a figure usually say what it shows.
         """
         found: list[tuple[int, Any]] = []
         warnings: list[str] = []
@@ -195,6 +204,7 @@ class MediaIngest:
                 n=n,
                 page=page,
                 parent_id=parent_id,
+                caption=_page_words(doc, page),
             )
             for n, ((page, _), analysis) in enumerate(zip(found, analyses, strict=True))
         ]
@@ -266,3 +276,10 @@ def _pdf_images(path: Path, min_side: int, warnings: list[str]) -> list[tuple[in
         finally:
             pdf.close()
     return out
+
+
+def _page_words(doc: Any, page: int, words: int = 40) -> str:
+    """The first words of a page's text (a figure's surroundings), or ""."""
+    if doc is None or not 1 <= page <= len(doc.texts):
+        return ""
+    return " ".join(doc.page_text(page).split()[:words])

@@ -163,7 +163,12 @@ class Ingestor:
             if progress:
                 progress(result)
 
-        for path in walk(Path(p) for p in paths):
+        files = list(walk(Path(p) for p in paths))
+        if self.media is not None:
+            # Documents first: their text is searchable without waiting for slow media
+            # (a long video takes minutes), and their passages batch together.
+            files.sort(key=lambda f: f.suffix.lower() in MEDIA_SUFFIXES)
+        for path in files:
             source = str(path.resolve())
             try:
                 digest = file_sha256(path)
@@ -175,6 +180,9 @@ class Ingestor:
                 emit(FileResult(source, FileStatus.UNCHANGED))
                 continue
             if self.media is not None and path.suffix.lower() in MEDIA_SUFFIXES:
+                if pending:  # store the documents before the slow media work starts
+                    embedded += self._flush(pending, emit)
+                    pending, queued = [], 0
                 try:
                     result = self._media(path, source, digest, bool(stored), step)
                 except MmragError as e:
@@ -204,7 +212,7 @@ class Ingestor:
                 )
                 continue
             if self.media is not None and path.suffix.lower() == ".pdf":
-                item.figures = self._figures(path, source, digest, item.document.id)
+                item.figures = self._figures(path, source, digest, item.document.id, doc)
             pending.append(item)
             queued += len(item.passages)
             if queued >= self.batch_size:
@@ -215,11 +223,13 @@ class Ingestor:
 
     # -- internals -----------------------------------------------------------------
 
-    def _figures(self, path: Path, source: str, digest: str, document_id: str) -> int:
+    def _figures(
+        self, path: Path, source: str, digest: str, document_id: str, doc: ParsedDocument
+    ) -> int:
         """Store a PDF's figures as image items (a figure that fails is only skipped)."""
         assert self.media is not None
         try:
-            found = self.media.pdf_figures(path, source, digest, document_id)
+            found = self.media.pdf_figures(path, source, digest, document_id, doc=doc)
         except MmragError:
             return 0
         for corpus, items in found.corpus_items.items():

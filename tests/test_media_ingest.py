@@ -207,3 +207,23 @@ def test_video_progress_is_reported(ingestor: Ingestor, folder: Path) -> None:
     fractions = [f for _, f in steps]
     assert len(fractions) > 2 and fractions == sorted(fractions) and fractions[-1] == 1.0
     assert {Path(p).name for p, _ in steps} == {"meeting.mp4"}
+
+
+def test_documents_are_stored_before_media_work(
+    ingestor: Ingestor, folder: Path, tmp_path: Path
+) -> None:
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(folder / "meeting.mp4", mixed / "a-meeting.mp4")  # sorts first by name
+    (mixed / "z-notes.md").write_text("# Notes\n\nThe budget review is on Friday.\n")
+    seen: list[tuple[str, int]] = []
+
+    def on_file(result: object) -> None:
+        name = Path(result.path).name  # type: ignore[attr-defined]
+        seen.append((name, ingestor.index.counts()[Corpus.PARAGRAPH]))
+
+    report = ingestor.ingest([mixed], on_file)
+    assert report.ok, [f.message for f in report.files]
+    assert [name for name, _ in seen] == ["z-notes.md", "a-meeting.mp4"]
+    # When the video was done, the notes were already searchable.
+    assert dict(seen)["a-meeting.mp4"] >= 1
