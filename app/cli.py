@@ -130,6 +130,8 @@ def _ingest_summary(report: Any) -> None:
             console.print(f"[yellow]warning[/] {Path(f.path).name}: {w}")
         if f.status is FileStatus.FAILED:
             console.print(f"[red]failed[/] {f.message}")
+        elif f.status is FileStatus.SKIPPED:
+            console.print(f"[dim]{f.message}[/]")
 
 
 @app.command()

@@ -36,6 +36,7 @@ class FileStatus(StrEnum):
     ADDED = "added"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
+    SKIPPED = "skipped"  # found in a folder, of a type mmrag does not read
     FAILED = "failed"
 
 
@@ -163,13 +164,26 @@ class Ingestor:
             if progress:
                 progress(result)
 
-        files = list(walk(Path(p) for p in paths))
+        named = {Path(p) for p in paths}
+        files = list(walk(named))
         if self.media is not None:
             # Documents first: their text is searchable without waiting for slow media
             # (a long video takes minutes), and their passages batch together.
             files.sort(key=lambda f: f.suffix.lower() in MEDIA_SUFFIXES)
         for path in files:
             source = str(path.resolve())
+            if path not in named and path.suffix.lower() not in self.suffixes:
+                # A folder holds other files too (sidecars, spreadsheets): report them as
+                # skipped; a file named on the command line that cannot be read failed.
+                emit(
+                    FileResult(
+                        source,
+                        FileStatus.SKIPPED,
+                        message=f"{path}: skipped, unsupported file type "
+                        f"'{path.suffix.lower() or 'none'}'",
+                    )
+                )
+                continue
             try:
                 digest = file_sha256(path)
             except OSError as e:

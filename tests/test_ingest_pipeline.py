@@ -151,10 +151,16 @@ def test_bad_files_are_reported_and_the_rest_stored(ingestor: Ingestor, tmp_path
     report = ingestor.ingest([docs])
     assert not report.ok
     failed = {Path(f.path).name: f.message for f in report.files if f.status is FileStatus.FAILED}
-    assert set(failed) == {"corrupt.pdf", "empty.txt", "data.xyz", "binary.txt"}
+    assert set(failed) == {"corrupt.pdf", "empty.txt", "binary.txt"}
     assert "not a readable PDF" in failed["corrupt.pdf"]
     assert "empty" in failed["empty.txt"]
-    assert ".xyz" in failed["data.xyz"]
+    # A file of an unknown type inside a folder is skipped, with the reason...
+    skipped = {Path(f.path).name: f.message for f in report.files if f.status is FileStatus.SKIPPED}
+    assert ".xyz" in skipped["data.xyz"]
+    # ...and one named explicitly is an error that names its type and the supported ones.
+    (named,) = ingestor.ingest([docs / "data.xyz"]).files
+    assert named.status is FileStatus.FAILED
+    assert ".xyz" in named.message and ".pdf" in named.message and ".mp4" not in named.message
     assert "not UTF-8" in failed["binary.txt"]
     for name, message in failed.items():
         assert name in message
