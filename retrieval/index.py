@@ -36,6 +36,10 @@ DEFAULT_AVGDL: Mapping[Corpus, float] = {
 }
 
 
+# Items nearest to a query image by pixels that are always kept as evidence.
+NEAREST_BY_PIXELS = 2
+
+
 def default_sparse_encoders() -> dict[Corpus, SparseEncoder]:
     return {c: BM25Encoder(avgdl=a) for c, a in DEFAULT_AVGDL.items()}
 
@@ -133,17 +137,35 @@ class Index:
         )
         out: dict[Corpus, list[Hit]] = {c: [] for c in corpora}
         for c in targets:
-            out[c] = self.store.search(
+            visual = visual_q if c in VISUAL_CORPORA else None
+            hits = self.store.search(
                 c,
                 dense=dense_q,
                 sparse=sparse_q,
-                visual=visual_q if c in VISUAL_CORPORA else None,
+                visual=visual,
                 mode=mode,
                 limit=limit,
                 rrf_k=self.rrf_k,
                 dense_weight=self.dense_weight,
             )
+            if visual is not None:
+                hits = self._nearest_by_pixels(c, visual, hits)
+            out[c] = hits
         return out
+
+    def _nearest_by_pixels(self, corpus: Corpus, visual: Vectors, hits: list[Hit]) -> list[Hit]:
+        """Put the items nearest to the query image by pixels first.
+
+        In the fused list the image's own list counts as one of three, and RRF with
+        k = 60 flattens its first place: a photo found only by its pixels loses to
+        items whose words match the question. Searching by a photo means its nearest
+        images are evidence whatever the words say, so the ``NEAREST_BY_PIXELS``
+        nearest come first, scored (and judged relevant) by their visual cosine.
+        """
+        near = self.store.search(corpus, visual=visual, mode="visual", limit=NEAREST_BY_PIXELS)
+        near = [Hit(h.item, h.score, h.score) for h in near]
+        ids = {h.item.id for h in near}
+        return near + [h for h in hits if h.item.id not in ids]
 
     def counts(self) -> dict[Corpus, int]:
         return self.store.counts()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from app.pipeline import select_hits
 from app.service import Service
 from app.settings import Settings
 from generation.llamacpp import LlamaCppGenerator
@@ -227,3 +228,17 @@ def test_documents_are_stored_before_media_work(
     assert [name for name, _ in seen] == ["z-notes.md", "a-meeting.mp4"]
     # When the video was done, the notes were already searchable.
     assert dict(seen)["a-meeting.mp4"] >= 1
+
+
+@pytest.mark.skipif(not ELEPHANTS.is_file(), reason="the COCO photos are absent")
+@needs_espeak
+def test_a_question_with_a_photo_keeps_that_photo_as_evidence(
+    ingestor: Ingestor, folder: Path
+) -> None:
+    assert ingestor.ingest([folder]).ok
+    hits = ingestor.index.search(
+        "what animals are these?", list(Corpus), limit=20, image=open_image(ELEPHANTS)
+    )
+    chosen = select_hits(hits, top_k=5, min_relevance=0.2, context_chars=7000)
+    # The words say little about the photo; its pixels find it, and it is kept.
+    assert Path(chosen[0].item.source).name == "safari.jpg"
