@@ -30,6 +30,7 @@ from retrieval.store import (
     check_encoders,
     cosine_relevance,
     encoder_metadata,
+    hashes_by_source,
     item_from,
     payload_of,
     query_dense,
@@ -169,10 +170,7 @@ class EdgeStore:
     # -- reading -------------------------------------------------------------------
 
     def source_hashes(self, corpus: Corpus) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = {}
-        for _, payload in self._scroll(corpus, ["source", "content_hash"], None):
-            out.setdefault(payload["source"], set()).add(payload["content_hash"])
-        return out
+        return hashes_by_source(self._scroll(corpus, ["source", "content_hash"], None))
 
     def items_of(self, corpus: Corpus, source: str) -> list[Item]:
         flt = self._q.Filter(must=[self._match("source", source)])

@@ -257,10 +257,7 @@ class QdrantStore:
 
     def source_hashes(self, corpus: Corpus) -> dict[str, set[str]]:
         """Every source in the corpus with the content hashes its items carry."""
-        out: dict[str, set[str]] = {}
-        for payload in self._scroll(corpus, ["source", "content_hash"]):
-            out.setdefault(payload["source"], set()).add(payload["content_hash"])
-        return out
+        return hashes_by_source(self._scroll_points(corpus, ["source", "content_hash"], None))
 
     def items_of(self, corpus: Corpus, source: str) -> list[Item]:
         from qdrant_client import models
@@ -360,10 +357,6 @@ class QdrantStore:
 
     # -- internals -----------------------------------------------------------------
 
-    def _scroll(self, corpus: Corpus, fields: list[str]) -> Iterator[dict[str, Any]]:
-        for _, payload in self._scroll_points(corpus, fields, None):
-            yield payload
-
     def _scroll_points(
         self, corpus: Corpus, fields: list[str] | bool, flt: Any
     ) -> Iterator[tuple[Any, dict[str, Any]]]:
@@ -399,6 +392,14 @@ def visual_part(visual: Sequence[Vectors | None] | None, i: int) -> dict[str, li
     """The ``visual`` entry of point ``i``'s vectors; none for an item without a picture."""
     v = None if visual is None else visual[i]
     return {} if v is None else {VISUAL: np.asarray(v, dtype=np.float32).ravel().tolist()}
+
+
+def hashes_by_source(points: Iterable[tuple[Any, Mapping[str, Any]]]) -> dict[str, set[str]]:
+    """Group (id, payload) pairs into source -> the content hashes its items carry."""
+    out: dict[str, set[str]] = {}
+    for _, payload in points:
+        out.setdefault(payload["source"], set()).add(payload["content_hash"])
+    return out
 
 
 def check_batch(
