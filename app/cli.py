@@ -50,6 +50,13 @@ def _run(fn: Callable[[], T]) -> T:
         raise typer.Exit(2) from None
 
 
+def _service_with(settings: Any, **changes: Any) -> Any:
+    """A service on ``settings`` with some fields changed (e.g. the generator backend)."""
+    from app.service import Service
+
+    return Service(settings.model_copy(update=changes))
+
+
 def _service() -> Any:
     from app.service import Service
     from app.settings import Settings
@@ -148,7 +155,7 @@ def ask(
     ] = None,
 ) -> None:
     """Answer a question from the ingested sources, streaming, with cited sources."""
-    from app.service import DoneEvent, RouteEvent, TokenEvent
+    from app.service import DoneEvent, RetryEvent, RouteEvent, TokenEvent
 
     service = _service()
 
@@ -159,6 +166,8 @@ def ask(
                 err.print(f"[dim]route: {event.route.label} ({event.route.reason})[/]")
             elif isinstance(event, TokenEvent) and not as_json:
                 console.print(event.text, end="", markup=False, highlight=False)
+            elif isinstance(event, RetryEvent) and not as_json:
+                err.print(f"\n[yellow]{event.reason}[/]")
             elif isinstance(event, DoneEvent):
                 done = event
         assert done is not None
@@ -175,6 +184,15 @@ def ask(
         err.print(
             f"[yellow]dropped citation markers that point to no source: "
             f"{', '.join(f'[{n}]' for n in answer.invalid_markers)}[/]"
+        )
+    for c in answer.conflicts:
+        err.print(
+            f'[yellow]sources disagree: [{c.a}] says "{c.a_says}", [{c.b}] says "{c.b_says}"[/]'
+        )
+    if answer.weak_citations:
+        err.print(
+            "[yellow]weakly supported (the source lacks most of the citing words): "
+            f"{', '.join(f'[{n}]' for n in answer.weak_citations)}[/]"
         )
     if answer.sources:
         cited = {c.number for c in answer.citations}
@@ -205,7 +223,11 @@ def _answer_json(done: Any) -> dict[str, Any]:
     return {
         "answer": a.text,
         "grounded": a.grounded,
-        "route": {"corpora": [c.value for c in done.route.corpora], "reason": done.route.reason},
+        "route": {
+            "corpora": [c.value for c in done.route.corpora],
+            "scores": dict(done.route.scores),
+            "reason": done.route.reason,
+        },
         "sources": [
             {
                 "number": s.number,
@@ -222,6 +244,12 @@ def _answer_json(done: Any) -> dict[str, Any]:
             for s in a.sources
         ],
         "invalid_markers": list(a.invalid_markers),
+        "weak_citations": list(a.weak_citations),
+        "conflicts": [
+            {"a": c.a, "b": c.b, "a_says": c.a_says, "b_says": c.b_says} for c in a.conflicts
+        ],
+        "retried": a.retried,
+        "moved_citations": [list(pair) for pair in a.moved],
         "timings": done.timings,
     }
 
@@ -237,6 +265,25 @@ def collections() -> None:
     for corpus, n in counts.items():
         table.add_row(corpus.value, str(n))
     console.print(table)
+    service.close()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address (default MMRAG_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default MMRAG_PORT).")] = None,
+) -> None:
+    """REST API, web UI (/ui), widget (/widget.js, demo at /demo), all on one port."""
+    import uvicorn
+
+    from app.api import create_app
+
+    service = _service()
+    s = service.settings
+    app_ = _run(lambda: create_app(service))
+    where = f"http://{host or s.host}:{port or s.port}"
+    err.print(f"mmrag serving on {where}  (UI {where}/ui, API docs {where}/api/v1/docs)")
+    uvicorn.run(app_, host=host or s.host, port=port or s.port, log_level="warning")
     service.close()
 
 
@@ -273,6 +320,108 @@ def eval_images(
     console.print(image_table(results))
     if json_out:
         json_out.write_text(json.dumps(results, indent=2))
+
+
+@eval_app.command("router")
+def eval_router(
+    data: Annotated[Path, typer.Option(help="JSON lines of {id, query, label} questions.")],
+    cv: Annotated[
+        int | None, typer.Option(help="k-fold cross-validation on DATA instead of scoring.")
+    ] = None,
+    baseline_train: Annotated[
+        Path | None,
+        typer.Option(help="Fit the TF-IDF baseline on this file (score mode; default: DATA)."),
+    ] = None,
+    extra: Annotated[
+        Path | None,
+        typer.Option(help="Labelled questions added to every training fold, never scored."),
+    ] = None,
+    llm_sample: Annotated[
+        int, typer.Option(help="Questions (stratified) for the LLM router; 0 skips it.")
+    ] = 60,
+    seed: Annotated[int, typer.Option(help="Seed of the folds and of the LLM sample.")] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Accuracy, macro-F1, confusion and latency: trained router, TF-IDF baseline, LLM router."""
+    from app.router_eval import evaluate_router, plain, router_tables
+    from retrieval.encoders import SentenceTransformerEncoder
+
+    # The encoder alone, not service.index: scoring a router must not open the store.
+    service = _service()
+    s = service.settings
+    encoder = _run(lambda: SentenceTransformerEncoder(s.text_model, batch_size=s.embed_batch_size))
+    results = _run(
+        lambda: evaluate_router(
+            data,
+            encoder,
+            cv=cv,
+            seed=seed,
+            baseline_train=baseline_train or data,
+            extra=extra,
+            generator=lambda: service.generator,
+            llm_sample=llm_sample,
+            console=err,
+        )
+    )
+    console.print(router_tables(results))
+    if json_out:
+        json_out.write_text(json.dumps(plain(results), indent=2))
+    service.close()
+
+
+@eval_app.command("grounding")
+def eval_grounding(
+    data: Annotated[Path, typer.Option(help="RGB-style JSON lines (rgb_fact.jsonl).")],
+    backend: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="llamacpp (in-process) and/or openai (MMRAG_OPENAI_BASE_URL, e.g. vLLM); "
+            "repeatable. Default: llamacpp."
+        ),
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Answer accuracy with clean and noisy passages; conflicts flagged and stated."""
+    from app.grounding_eval import evaluate_grounding, grounding_table
+    from app.settings import Settings
+
+    names = backend or ["llamacpp"]
+    unknown = sorted(set(names) - {"llamacpp", "openai"})
+    if unknown:
+        err.print(f"[red]error:[/] unknown backend {', '.join(unknown)} (llamacpp, openai)")
+        raise typer.Exit(2)
+    base = _run(Settings)
+
+    def generator_of(name: str) -> Callable[[], Any]:
+        """The backend's generator, built on first use from the same settings."""
+        return lambda: _service_with(base, generator=name).generator
+
+    results = _run(
+        lambda: evaluate_grounding(data, {n: generator_of(n) for n in names}, console=err)
+    )
+    console.print(grounding_table(results))
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+
+
+@eval_app.command("documents")
+def eval_documents(
+    data: Annotated[Path, typer.Option(help="Folder with pdfs/ and questions.jsonl.")],
+    store: Annotated[
+        Path, typer.Option(help="Data folder for this evaluation's index (kept between runs).")
+    ] = Path("mmrag-eval-documents"),
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Ingest the filings, ask every question: page Recall@5 and answer correctness."""
+    from app.documents_eval import documents_table, evaluate_documents
+    from app.settings import Settings
+
+    service = _service_with(_run(Settings), data_dir=store)
+    results = _run(lambda: evaluate_documents(data, service, console=err))
+    console.print(documents_table(results))
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    service.close()
 
 
 @bench_app.command("ingest")

@@ -10,16 +10,19 @@ from __future__ import annotations
 import operator
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, TypedDict
 
+from generation.answer import Draft, check_answer, write_answer
 from generation.base import Answer, Generator, Source
-from generation.citations import MarkerFilter, resolve_citations
-from generation.prompt import NO_ANSWER_TEXT, build_messages, build_messages_without_sources
+from generation.conflicts import disagree
+from generation.prompt import NO_ANSWER_TEXT
+from generation.rerank import Reranker
 from retrieval.base import Corpus, Hit
 from retrieval.index import Index
+from retrieval.select import SelectConfig, select_hits
 from retrieval.store import SearchMode
-from router.base import Route, Router
+from router.base import FixedRouter, Route, Router, with_image
 
 
 class State(TypedDict, total=False):
@@ -29,7 +32,7 @@ class State(TypedDict, total=False):
     available: dict[Corpus, int]
     hits: dict[Corpus, list[Hit]]
     selected: list[Hit]
-    draft: str
+    draft: Draft
     answer: Answer
     timings: Annotated[dict[str, float], operator.or_]
 
@@ -40,55 +43,33 @@ class PipelineConfig:
 
     search_mode: SearchMode = "hybrid"
     search_limit: int = 20
-    top_k: int = 5
-    min_relevance: float = 0.2
-    context_chars: int = 7000
+    select: SelectConfig = field(default_factory=SelectConfig)
+    rerank_candidates: int = 8
+    max_images: int = 4
+    no_route_probe: float = 0.5
     max_tokens: int = 384
     temperature: float = 0.1
 
 
-def select_hits(
-    hits: Mapping[Corpus, list[Hit]], *, top_k: int, min_relevance: float, context_chars: int
-) -> list[Hit]:
-    """Merge the corpora's hits into the evidence list given to the generator.
+def probe_no_route(
+    route: Route, question: str, index: Index, available: Mapping[Corpus, int], threshold: float
+) -> Route:
+    """Search passages after all when the router said ``no`` but one is close.
 
-    The dense cosine of each hit is on one scale across corpora: its threshold decides
-    what counts as evidence at all. Hits are ordered by their fused (hybrid) score, which
-    beats the cosine alone (docs/benchmarks.md); the same RRF formula gives rank r the
-    same score in every corpus, so passages, images and clips interleave by rank. Whole
-    documents come last: such an item shows the model only a document's opening, while
-    a passage cites its page. They fill the slots others leave, and never when passages
-    of that document were found. Repeated texts are dropped; the character budget keeps the
-    prompt within the model's window.
+    The router judges the question alone; it cannot know that an exam-style question
+    ("What is X's FY2017 DPO? DPO is defined as ...") is about a filing in the index. One
+    dense search of the passages (a few ms) decides: a passage at cosine >= ``threshold``
+    means the index can answer, and it is searched (the reason says so).
     """
-    pool = [h for hs in hits.values() for h in hs if _relevance(h) >= min_relevance]
-    with_passages = {h.item.parent_id for h in pool if h.item.corpus is Corpus.PARAGRAPH}
-    pool = [
-        h for h in pool if not (h.item.corpus is Corpus.DOCUMENT and h.item.id in with_passages)
-    ]
-    pool.sort(
-        key=lambda h: (h.item.corpus is not Corpus.DOCUMENT, h.score, _relevance(h)),
-        reverse=True,
-    )
-    chosen: list[Hit] = []
-    seen: set[str] = set()
-    used = 0
-    for hit in pool:
-        key = " ".join(hit.item.text.split())[:300]
-        if key in seen:
-            continue
-        if used + len(hit.item.text) > context_chars and chosen:
-            continue
-        chosen.append(hit)
-        seen.add(key)
-        used += len(hit.item.text)
-        if len(chosen) >= top_k:
-            break
-    return chosen
-
-
-def _relevance(hit: Hit) -> float:
-    return hit.relevance if hit.relevance is not None else hit.score
+    if available.get(Corpus.PARAGRAPH, 0) <= 0:
+        return route
+    hits = index.search(question, [Corpus.PARAGRAPH], limit=1, mode="dense")
+    best = hits.get(Corpus.PARAGRAPH, [])
+    cosine = best[0].relevance if best and best[0].relevance is not None else 0.0
+    if cosine < threshold:
+        return route
+    why = f"{route.reason}; but a passage is close (cosine {cosine:.2f} >= {threshold:.2f})"
+    return Route((Corpus.PARAGRAPH,), route.scores, why)
 
 
 def build_graph(
@@ -96,6 +77,7 @@ def build_graph(
     index: Index,
     generator_factory: Callable[[], Generator],
     config: PipelineConfig,
+    reranker: Reranker | None = None,
 ) -> Any:
     """Compile the graph; ``generator_factory`` loads the LLM on first use only."""
     from langgraph.config import get_stream_writer
@@ -108,6 +90,11 @@ def build_graph(
         start = time.perf_counter()
         available = index.counts()
         r = router.route(state["question"], available)
+        forced = isinstance(router, FixedRouter)
+        if state.get("image") is not None and not forced:
+            r = with_image(r, available)
+        if not r.corpora and not forced and config.no_route_probe > 0:
+            r = probe_no_route(r, state["question"], index, available, config.no_route_probe)
         get_stream_writer()({"route": r})
         return {"route": r, "available": available, "timings": timed("route_ms", start)}
 
@@ -116,6 +103,16 @@ def build_graph(
         # A corpus with no items is never searched.
         available = state.get("available", {})
         searchable = [c for c in state["route"].corpora if available.get(c, 0) > 0]
+        if (
+            Corpus.DOCUMENT in searchable
+            and Corpus.PARAGRAPH not in searchable
+            and available.get(Corpus.PARAGRAPH, 0) > 0
+            and not isinstance(router, FixedRouter)
+        ):
+            # A whole-document item shows the model only a document's opening; its
+            # passages cite pages. Select keeps a document's passages when found and
+            # the document item only where none of its passages was.
+            searchable.append(Corpus.PARAGRAPH)
         hits = index.search(
             state["question"],
             searchable,
@@ -127,12 +124,16 @@ def build_graph(
 
     def select(state: State) -> dict[str, Any]:
         start = time.perf_counter()
-        chosen = select_hits(
-            state.get("hits", {}),
-            top_k=config.top_k,
-            min_relevance=config.min_relevance,
-            context_chars=config.context_chars,
-        )
+        llm = generator_factory()
+        counter = getattr(llm, "count_tokens", None)
+        hits = state.get("hits", {})
+        if reranker is None:
+            chosen = select_hits(hits, config.select, count_tokens=counter, disagree=disagree)
+        else:
+            # The reranker judges more candidates than will be used, then keeps the best.
+            wide = replace(config.select, top_k=config.rerank_candidates, keep_ratio=0.0)
+            candidates = select_hits(hits, wide, count_tokens=counter, disagree=disagree)
+            chosen = reranker.rerank(state["question"], candidates)[: config.select.top_k]
         get_stream_writer()({"sources": chosen})
         return {"selected": chosen, "timings": timed("select_ms", start)}
 
@@ -150,42 +151,27 @@ def build_graph(
                     "run `mmrag ingest PATH` first."
                 )
             write({"token": text})
-            return {"draft": text, "timings": timed("generate_ms", start)}
+            return {"draft": Draft(text), "timings": timed("generate_ms", start)}
         sources = [Source(n, h) for n, h in enumerate(selected, 1)]
-        messages = (
-            build_messages(state["question"], sources)
-            if sources
-            else build_messages_without_sources(state["question"])
+        draft = write_answer(
+            generator_factory(),
+            state["question"],
+            sources,
+            max_tokens=config.max_tokens,
+            temperature=config.temperature,
+            max_images=config.max_images,
+            on_token=lambda text: write({"token": text}),
+            on_retry=lambda reason: write({"retry": reason}),
         )
-        parts: list[str] = []
-        first: float | None = None
-        # Markers that point to no source are held back from the stream; the final
-        # answer text is exactly what was streamed.
-        markers = MarkerFilter(sources)
-        for delta in generator_factory().stream(
-            messages, max_tokens=config.max_tokens, temperature=config.temperature
-        ):
-            if first is None:
-                first = time.perf_counter()
-            parts.append(delta)
-            if shown := markers.feed(delta):
-                write({"token": shown})
-        if rest := markers.flush():
-            write({"token": rest})
         out = timed("generate_ms", start)
-        if first is not None:
-            out["first_token_ms"] = round((first - start) * 1000, 2)
-        return {"draft": "".join(parts), "timings": out}
+        if draft.first_token_s is not None:
+            out["first_token_ms"] = round(draft.first_token_s * 1000, 2)
+        return {"draft": draft, "timings": out}
 
     def check(state: State) -> dict[str, Any]:
         start = time.perf_counter()
-        selected = state.get("selected", [])
-        sources = [Source(n, h) for n, h in enumerate(selected, 1)]
-        draft = state.get("draft", "")
-        if not selected:
-            answer = Answer(draft.strip(), (), (), (), grounded=False)
-        else:
-            answer = resolve_citations(draft, sources)
+        sources = [Source(n, h) for n, h in enumerate(state.get("selected", []), 1)]
+        answer = check_answer(state.get("draft") or Draft(""), sources)
         return {"answer": answer, "timings": timed("check_ms", start)}
 
     def after_route(state: State) -> str:

@@ -19,10 +19,11 @@ from app.pipeline import PipelineConfig, build_graph
 from app.settings import Settings
 from generation.base import Answer, Generator
 from ingest.pipeline import Ingestor, IngestReport, ProgressFn, StepFn
-from retrieval.base import Corpus, Hit
+from retrieval.base import Corpus, Hit, ImageEncoder
 from retrieval.index import Index
+from retrieval.select import SelectConfig
 from retrieval.store import QdrantStore, Store
-from router.base import AllCorporaRouter, FixedRouter, Route, Router
+from router.base import AllCorporaRouter, FallbackRouter, FixedRouter, Route, Router
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,13 @@ class TokenEvent:
 
 
 @dataclass(frozen=True)
+class RetryEvent:
+    """The draft streamed so far is withdrawn; the tokens that follow are the new answer."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class DoneEvent:
     """The last event of an answer: the checked answer, its route and the timings (ms)."""
 
@@ -49,7 +57,7 @@ class DoneEvent:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-Event = RouteEvent | SourcesEvent | TokenEvent | DoneEvent
+Event = RouteEvent | SourcesEvent | TokenEvent | RetryEvent | DoneEvent
 
 
 class Service:
@@ -65,6 +73,7 @@ class Service:
         """Parts not given are built from ``settings`` on first use (tests and embedders
         pass already-loaded ones)."""
         self.settings = settings or Settings()
+        self._known: dict[str, bool] = {}
         if index is not None:
             self.__dict__["index"] = index
             self.__dict__["store"] = index.store
@@ -78,7 +87,11 @@ class Service:
         s = self.settings
         if s.qdrant_url:
             return QdrantStore(
-                url=s.qdrant_url, api_key=s.qdrant_api_key, prefix=s.collection_prefix
+                url=s.qdrant_url,
+                api_key=s.qdrant_api_key,
+                prefix=s.collection_prefix,
+                shards=s.qdrant_shards,
+                replication=s.qdrant_replication,
             )
         if s.qdrant_engine == "edge":
             from retrieval.edge_store import EdgeStore
@@ -93,15 +106,24 @@ class Service:
         encoder = SentenceTransformerEncoder(
             self.settings.text_model, batch_size=self.settings.embed_batch_size
         )
-        from ingest.media import CnnImageEncoder
-
         return Index(
             self.store,
             encoder,
-            visual=CnnImageEncoder(lambda: self.image_analyzer),
+            visual=self.visual_encoder,
             rrf_k=self.settings.rrf_k,
             dense_weight=self.settings.dense_weight,
         )
+
+    @cached_property
+    def visual_encoder(self) -> ImageEncoder:
+        """CLIP-family when a model folder is configured, else the packaged CNN's features."""
+        if self.settings.clip_model is not None:
+            from retrieval.clip_encoder import ClipEncoder
+
+            return ClipEncoder(self.settings.clip_model, batch_size=self.settings.embed_batch_size)
+        from ingest.media import CnnImageEncoder
+
+        return CnnImageEncoder(lambda: self.image_analyzer)
 
     @cached_property
     def image_analyzer(self) -> Any:
@@ -127,6 +149,8 @@ class Service:
                 api_key=s.openai_api_key,
                 timeout=s.openai_timeout,
                 context_window=s.llm_context,
+                supports_images=s.llm_vision,
+                image_max_side=s.llm_image_max_side,
             )
         from generation.llamacpp import LlamaCppGenerator, ensure_gguf
 
@@ -142,6 +166,8 @@ class Service:
             s.data_dir / "media",
             image_analyzer=lambda: self.image_analyzer,
             video_analyzer=lambda: self.video_analyzer,
+            # The CNN's features come free with its tags; only another model needs a call.
+            visual_encoder=(lambda: self.visual_encoder) if s.clip_model is not None else None,
         )
         return Ingestor(
             self.index,
@@ -151,22 +177,49 @@ class Service:
             media=media,
         )
 
+    @cached_property
+    def router(self) -> Router:
+        """The router the settings name (the trained one shares the retrieval encoder)."""
+        s = self.settings
+        if s.router == "all":
+            return AllCorporaRouter()
+        from router.llm import LlmRouter
+        from router.trained import TrainedRouter
+
+        if s.router == "llm":
+            return LlmRouter(self.generator)
+        trained = TrainedRouter(self.index.dense, unsure_below=s.router_unsure_below)
+        if s.router_llm_fallback:
+            return FallbackRouter(trained, LlmRouter(self.generator))
+        return trained
+
     def _graph(self, router: Router) -> Any:
         s = self.settings
         config = PipelineConfig(
             search_mode=s.search_mode,
             search_limit=s.search_limit,
-            top_k=s.top_k,
-            min_relevance=s.min_relevance,
-            context_chars=s.context_chars,
+            select=SelectConfig(
+                top_k=s.top_k,
+                min_relevance=s.min_relevance,
+                keep_ratio=s.keep_ratio,
+                budget_tokens=s.evidence_budget,
+            ),
+            rerank_candidates=s.rerank_candidates,
+            max_images=s.llm_max_images,
+            no_route_probe=s.router_probe,
             max_tokens=s.max_tokens,
             temperature=s.temperature,
         )
-        return build_graph(router, self.index, lambda: self.generator, config)
+        reranker = None
+        if s.reranker == "llm":
+            from generation.rerank import LlmJudgeReranker
+
+            reranker = LlmJudgeReranker(self.generator)
+        return build_graph(router, self.index, lambda: self.generator, config, reranker)
 
     @cached_property
     def _default_graph(self) -> Any:
-        return self._graph(AllCorporaRouter())
+        return self._graph(self.router)
 
     # -- verbs ---------------------------------------------------------------------
 
@@ -176,7 +229,26 @@ class Service:
         progress: ProgressFn | None = None,
         step: StepFn | None = None,
     ) -> IngestReport:
+        self._known.clear()
         return self.ingestor.ingest(paths, progress, step)
+
+    def delete_source(self, source: str) -> bool:
+        """Remove every item of ``source`` from every corpus; False if it had none."""
+        self._known.clear()
+        found = False
+        for corpus in Corpus:
+            if self.store.exists(corpus) and self.store.items_of(corpus, source):
+                self.store.delete_source(corpus, source)
+                found = True
+        return found
+
+    def is_source(self, path: str) -> bool:
+        """Whether ``path`` is a source of the index (cached until the index changes)."""
+        if path not in self._known:
+            self._known[path] = any(
+                self.store.exists(c) and bool(self.store.items_of(c, path)) for c in Corpus
+            )
+        return self._known[path]
 
     def ask(
         self,
@@ -186,6 +258,9 @@ class Service:
         image: Path | None = None,
     ) -> Iterator[Event]:
         """Answer a question as a stream: route, sources, tokens..., done.
+
+        A ``RetryEvent`` among the tokens withdraws what was streamed before it (the
+        draft cited no source and is being written again).
 
         With ``image`` (a file), images and clips are also searched by its pixels.
         """
@@ -210,6 +285,8 @@ class Service:
                 yield SourcesEvent(tuple(chunk["sources"]))
             elif "token" in chunk:
                 yield TokenEvent(chunk["token"])
+            elif "retry" in chunk:
+                yield RetryEvent(chunk["retry"])
         timings = dict(final.get("timings", {}))
         timings["total_ms"] = round((time.perf_counter() - start) * 1000, 2)
         yield DoneEvent(final["answer"], final["route"], timings)

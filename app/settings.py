@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         None, description="Embedded Qdrant folder; default <data_dir>/qdrant."
     )
     qdrant_api_key: str | None = Field(None, description="API key of the Qdrant server.")
+    qdrant_shards: int | None = Field(
+        None, ge=1, description="Shards per collection on a Qdrant cluster (new collections)."
+    )
+    qdrant_replication: int | None = Field(
+        None, ge=1, description="Copies of each shard on a Qdrant cluster (new collections)."
+    )
     collection_prefix: str = Field("mmrag", description="Prefix of the collection names.")
 
     # Encoders and ingestion
@@ -48,10 +54,45 @@ class Settings(BaseSettings):
         "all-MiniLM-L6-v2",
         description="Dense text encoder: the packaged default or a sentence-transformers folder.",
     )
+    clip_model: Path | None = Field(
+        None,
+        description=(
+            "A local CLIP-family model folder (save_pretrained output). When set it fills the "
+            "image and clip corpora's visual vectors and text questions also search them."
+        ),
+    )
     embed_batch_size: int = Field(64, ge=1, description="Texts per encoder forward pass.")
     ingest_batch_size: int = Field(256, ge=1, description="Passages embedded/stored together.")
     chunk_target_words: int = Field(180, ge=20, description="Target passage length in words.")
     chunk_max_words: int = Field(300, ge=40, description="Maximum passage length in words.")
+
+    # Routing
+    router: Literal["trained", "llm", "all"] = Field(
+        "trained",
+        description=(
+            "Which corpora a question searches: trained = the shipped classifier; "
+            "llm = ask the generator; all = every non-empty corpus."
+        ),
+    )
+    router_llm_fallback: bool = Field(
+        False, description="Ask the LLM router when the trained router is unsure."
+    )
+    router_unsure_below: float = Field(
+        0.6,
+        ge=0.0,
+        le=1.0,
+        description="The trained router is unsure when its top probability is below this.",
+    )
+
+    router_probe: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "When the router says no, search passages anyway if one is at least this "
+            "close (dense cosine); 0 = trust the router."
+        ),
+    )
 
     # Retrieval and selection
     search_mode: Literal["hybrid", "dense", "sparse"] = Field(
@@ -67,9 +108,28 @@ class Settings(BaseSettings):
         0.2,
         description="Cosine similarity under which a hit is not used as evidence.",
     )
-    context_chars: int = Field(
-        7000, ge=500, description="Budget of source text in the prompt, in characters."
+    keep_ratio: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Adaptive k: keep sources whose fused score is at least this share of the "
+            "best of their corpus (0 = always top_k)."
+        ),
     )
+    evidence_tokens: int | None = Field(
+        None,
+        ge=100,
+        description=(
+            "Token budget of the sources in the prompt; default: the model's window "
+            "minus max_tokens minus 600 for the prompt's fixed text."
+        ),
+    )
+    reranker: Literal["none", "llm"] = Field(
+        "none",
+        description="Re-rank candidate sources: llm = the generator judges each one's relevance.",
+    )
+    rerank_candidates: int = Field(8, ge=1, description="Candidates the reranker judges.")
 
     # Generation
     generator: Literal["llamacpp", "openai"] = Field("llamacpp", description="LLM backend.")
@@ -83,9 +143,41 @@ class Settings(BaseSettings):
     openai_base_url: str = Field(
         "http://127.0.0.1:8000/v1", description="OpenAI-compatible server (vLLM)."
     )
-    openai_model: str = Field("qwen2.5-0.5b-instruct", description="Model name on that server.")
+    openai_model: str = Field(
+        "qwen2.5-coder-0.5b-instruct", description="Model name on that server."
+    )
     openai_api_key: str = Field("EMPTY", description="API key for that server.")
     openai_timeout: float = Field(60.0, gt=0, description="Read timeout in seconds.")
+    llm_vision: bool = Field(
+        False,
+        description=(
+            "The openai-backend model sees images (e.g. Qwen2.5-VL on vLLM): image and "
+            "video sources are sent as pictures as well as text."
+        ),
+    )
+    llm_max_images: int = Field(4, ge=0, description="Most pictures in one prompt.")
+    llm_image_max_side: int = Field(
+        448, ge=64, description="Pictures are scaled so their longer side is at most this."
+    )
+
+    # Serving (mmrag serve: REST API, UI, widget)
+    host: str = Field("127.0.0.1", description="Address mmrag serve listens on.")
+    port: int = Field(7860, ge=1, le=65535, description="Port mmrag serve listens on.")
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="Bearer keys the API requires (JSON list in the env); empty = no auth.",
+    )
+    rate_limit_per_minute: int = Field(
+        60, ge=0, description="Requests per minute per API key (or client address); 0 = off."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Origins (scheme://host:port) allowed to call the API from a browser, e.g. "
+            'pages embedding the widget; other origins are refused. ["*"] allows all.'
+        ),
+    )
+    max_upload_mb: int = Field(200, ge=1, description="Largest upload accepted, in MB.")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -96,6 +188,13 @@ class Settings(BaseSettings):
         if self.chunk_target_words > self.chunk_max_words:
             raise ConfigError("chunk_target_words must not exceed chunk_max_words")
         return self
+
+    @property
+    def evidence_budget(self) -> int:
+        """Tokens the sources may take in the prompt (``evidence_tokens`` or derived)."""
+        if self.evidence_tokens is not None:
+            return self.evidence_tokens
+        return max(self.llm_context - self.max_tokens - 600, 200)
 
     @property
     def store_path(self) -> Path:

@@ -17,9 +17,20 @@ Role = Literal["system", "user", "assistant"]
 
 
 @dataclass(frozen=True)
+class ImagePart:
+    """A picture shown to a vision model, after a text ``label`` naming its source."""
+
+    label: str
+    path: str
+
+
+@dataclass(frozen=True)
 class Message:
     role: Role
     content: str
+    # Sent as image parts by backends whose model sees images; others ignore them
+    # (the source's text, tags, OCR and transcript, stands in).
+    images: tuple[ImagePart, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -36,17 +47,39 @@ class Citation:
 
     number: int
     source: Source
+    # Share of the citing words found in the source (best use; None: too few to judge).
+    support: float | None = None
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Sources ``a`` and ``b`` are one text with a fact replaced: ``a_says`` vs ``b_says``."""
+
+    a: int
+    b: int
+    a_says: str
+    b_says: str
 
 
 @dataclass(frozen=True)
 class Answer:
-    """The final answer: its text, the citations that resolved, the markers that did not."""
+    """The final answer: its text, the citations that resolved, the markers that did not.
+
+    ``weak_citations``: cited numbers whose source barely contains the words that cite
+    it (see ``generation.support``). ``moved``: (written, now) pairs of markers that
+    pointed at a source without the claim and were moved to the one that has it.
+    ``conflicts``: pairs of sources that disagree on a fact, whatever the model wrote.
+    """
 
     text: str
     sources: tuple[Source, ...]
     citations: tuple[Citation, ...]
     invalid_markers: tuple[int, ...] = ()
     grounded: bool = True  # False when the answer was given without usable sources
+    weak_citations: tuple[int, ...] = ()
+    moved: tuple[tuple[int, int], ...] = ()
+    conflicts: tuple[Conflict, ...] = ()  # sources that disagree (generation.conflicts)
+    retried: bool = False  # the first draft cited nothing and was written again
 
 
 @runtime_checkable

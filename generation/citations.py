@@ -5,8 +5,12 @@ Models write markers in many shapes: ``[2]``, ``[1, 3]``, ``[1][3]``, ``[1-3]``,
 text every marker is rewritten in one canonical form, ``[n]`` per cited source (so
 ``[1-3]`` becomes ``[1][2][3]``), which is the only form a UI needs to render as a link.
 Numbers that match no source are dropped from the text and reported as
-``invalid_markers``. Markers inside Markdown code (fenced blocks or inline backticks)
-are left alone: there ``[1]`` is a list, not a citation.
+``invalid_markers``. Each valid marker is checked against the clause it ends
+(:mod:`generation.support`): a marker whose source lacks the claim's words while
+another source has them is moved there (small models often cite the neighbouring
+source), and weakly supported citations are reported. Markers inside Markdown code
+(fenced blocks or inline backticks) are left alone: there ``[1]`` is a list, not a
+citation.
 
 :func:`resolve_citations` works on a finished answer; :class:`MarkerFilter` does the same
 on a stream of deltas, so a CLI or an SSE endpoint never shows an invalid marker, and the
@@ -16,10 +20,11 @@ text it lets through adds up to ``resolve_citations(...).text``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from generation.base import Answer, Citation, Source
+from generation.support import WEAK, content_words, reattribute
 
 _OPEN = "[【［"
 # Spaces but no newlines: a marker never spans lines, which lets MarkerFilter decide at
@@ -52,14 +57,21 @@ def resolve_citations(text: str, sources: Sequence[Source]) -> Answer:
         if source.number in by_number:
             raise ValueError(f"two sources share the number {source.number}")
         by_number[source.number] = source
-    result = _rewrite(text, by_number.keys())
+    result = _rewrite(text, _words(sources))
     return Answer(
         text=result.text,
         sources=tuple(sources),
-        citations=tuple(Citation(n, by_number[n]) for n in result.cited),
+        citations=tuple(Citation(n, by_number[n], result.support.get(n)) for n in result.cited),
         invalid_markers=result.invalid,
         grounded=bool(sources),
+        weak_citations=tuple(n for n in result.cited if result.support.get(n, 1.0) < WEAK),
+        moved=result.moved,
     )
+
+
+def _words(sources: Sequence[Source]) -> dict[int, set[str]]:
+    """Each source's content words: what a citing clause is checked against."""
+    return {s.number: content_words(s.hit.item.text) for s in sources}
 
 
 class MarkerFilter:
@@ -77,8 +89,8 @@ class MarkerFilter:
         print(filt.flush())
     """
 
-    def __init__(self, sources: Iterable[Source]) -> None:
-        self._valid = frozenset(s.number for s in sources)
+    def __init__(self, sources: Sequence[Source]) -> None:
+        self._valid = _words(sources)
         self._raw = ""
         self._shown = ""
 
@@ -114,6 +126,12 @@ class MarkerFilter:
         spans = list(_CODE.finditer(raw))
         if spans and spans[-1].end() == len(raw) and _is_open_inline(spans[-1].group()):
             end = min(end, spans[-1].start())
+        # A complete marker at the end waits for what follows: whether words follow it
+        # decides whether it is checked against the clause before it.
+        settled = raw[:end].rstrip(" \t")
+        markers = list(_MARKER.finditer(settled))
+        if markers and markers[-1].end() == len(settled):
+            end = markers[-1].start()
         return len(raw[:end].rstrip(" \t"))
 
 
@@ -126,31 +144,52 @@ class _Rewritten:
     text: str
     cited: tuple[int, ...]
     invalid: tuple[int, ...]
+    support: dict[int, float]
+    moved: tuple[tuple[int, int], ...]
 
 
-def _rewrite(text: str, valid: Iterable[int]) -> _Rewritten:
-    valid_set = set(valid)
-    cited: dict[int, None] = {}
-    invalid: dict[int, None] = {}
+@dataclass
+class _Seen:
+    """What rewriting has met so far (markers are decided left to right)."""
+
+    cited: dict[int, None]
+    invalid: dict[int, None]
+    support: dict[int, float]
+    moved: dict[tuple[int, int], None]
+
+
+def _rewrite(text: str, valid: Mapping[int, set[str]]) -> _Rewritten:
+    seen = _Seen({}, {}, {}, {})
     out: list[str] = []
     pos = 0
     for code in [*_CODE.finditer(text), None]:
         stop = code.start() if code else len(text)
         prose = text[pos:stop]
         line_start = pos == 0 or text[pos - 1] == "\n"
-        out.append(_rewrite_prose(prose, valid_set, cited, invalid, line_start=line_start))
+        out.append(_rewrite_prose(prose, valid, seen, line_start=line_start))
         if code is None:
             break
         out.append(code.group())
         pos = code.end()
-    return _Rewritten("".join(out), tuple(cited), tuple(invalid))
+    return _Rewritten(
+        "".join(out), tuple(seen.cited), tuple(seen.invalid), seen.support, tuple(seen.moved)
+    )
+
+
+_CLAIM_END = " \t.!?;:\"'”’)"
+
+
+def _claim(text: str, start: int, end: int) -> str:
+    """The clause a marker at ``end`` closes: back to the previous marker or sentence end."""
+    segment = text[start:end].rstrip(_CLAIM_END)
+    cut = max(segment.rfind(b) for b in (". ", "! ", "? ", "\n"))
+    return segment[cut + 1 :]
 
 
 def _rewrite_prose(
     text: str,
-    valid: set[int],
-    cited: dict[int, None],
-    invalid: dict[int, None],
+    valid: Mapping[int, set[str]],
+    seen: _Seen,
     *,
     line_start: bool,
 ) -> str:
@@ -171,9 +210,27 @@ def _rewrite_prose(
         if len(marker.group()) > _MAX_MARKER_CHARS:
             continue
         numbers = _numbers(marker.group(1))
-        good = [n for n in numbers if n in valid]
-        for n in numbers:
-            (cited if n in valid else invalid)[n] = None
+        # A marker that opens a clause ("..., [3] says ...": words follow it, and a
+        # clause boundary or nothing precedes it) introduces what follows rather than
+        # closing a claim: it is neither judged nor moved.
+        before_marker = text[pos : marker.start()].rstrip(" \t")
+        introduces = text[marker.end() :].lstrip(" \t")[:1].isalnum() and (
+            not before_marker or before_marker[-1] in ",:;.!?\n\"'“”"
+        )
+        claim = "" if introduces else _claim(text, pos, marker.start())
+        # A number that matches no source is moved like a wrong one when one source
+        # clearly has the claim (a model shown one source may still copy "[2]" from
+        # the prompt's example); otherwise it is dropped and reported.
+        checked = reattribute(claim, numbers, valid)
+        good = [n for n in checked.numbers if n in valid]
+        for n in checked.numbers:
+            if n not in valid:
+                seen.invalid[n] = None
+        seen.moved.update(dict.fromkeys(checked.moved))
+        for n in good:
+            seen.cited[n] = None
+            if n in checked.support:
+                seen.support[n] = max(checked.support[n], seen.support.get(n, 0.0))
         before = text[pos : marker.start()]
         if skip_indent:
             before = before.lstrip(" \t")

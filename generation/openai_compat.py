@@ -38,6 +38,7 @@ class OpenAIGenerator:
         connect_timeout: float = 5.0,
         supports_images: bool = False,
         context_window: int = 4096,
+        image_max_side: int = 448,
     ) -> None:
         try:
             import openai
@@ -52,6 +53,7 @@ class OpenAIGenerator:
         self.name = f"openai:{model}"
         self.supports_images = supports_images
         self.context_window = context_window
+        self.image_max_side = image_max_side
         self._client: Any = openai.OpenAI(
             base_url=self.base_url,
             api_key=api_key,
@@ -72,7 +74,7 @@ class OpenAIGenerator:
         try:
             chunks = self._client.chat.completions.create(
                 model=self.model,
-                messages=[{"role": m.role, "content": m.content} for m in messages],
+                messages=[self._message(m) for m in messages],
                 max_tokens=max_tokens,
                 temperature=temperature,
                 stream=True,
@@ -117,6 +119,37 @@ class OpenAIGenerator:
             # An error event inside the stream, or chunks that are not JSON / not shaped
             # like chat completion chunks (a server that is not OpenAI-compatible).
             raise GenerationError(f"{where} sent a malformed or failed stream: {e}") from e
+
+    def _message(self, message: Message) -> dict[str, Any]:
+        """OpenAI chat format; pictures as labelled ``image_url`` parts (data URLs)."""
+        if not (message.images and self.supports_images):
+            return {"role": message.role, "content": message.content}
+        parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+        for image in message.images:
+            url = image_data_url(image.path, self.image_max_side)
+            if url is None:
+                continue  # a thumbnail deleted since ingestion: its text still stands in
+            parts.append({"type": "text", "text": image.label})
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        return {"role": message.role, "content": parts}
+
+
+def image_data_url(path: str, max_side: int) -> str | None:
+    """A JPEG data URL of the picture, its longer side at most ``max_side`` pixels."""
+    import base64
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as opened:
+            picture = opened.convert("RGB")
+        picture.thumbnail((max_side, max_side))
+        buffer = io.BytesIO()
+        picture.save(buffer, "JPEG", quality=85)
+    except (OSError, UnidentifiedImageError):
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _connection_reason(error: BaseException) -> str:

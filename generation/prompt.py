@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import PurePath
 
-from generation.base import Message, Source
+from generation.base import ImagePart, Message, Source
 
 NO_ANSWER_TEXT = "I could not find this in the ingested sources."
 """The fixed answer when no source is relevant (also the model's instructed refusal)."""
@@ -31,7 +31,10 @@ NO_ANSWER_TEXT = "I could not find this in the ingested sources."
 # reminder after the question (the part a small model attends to most) is what makes it
 # write a full sentence rather than only "[2]". The "---" lines between sources made it
 # credit the right source more often (8 of 9 answers, against 7 without): it tended to
-# cite the number that follows a fact's text.
+# cite the number that follows a fact's text. Hence each source's text also ends with
+# its own number: with that, 5 of 5 questions over the 3-source test prompt credit the
+# right source, against 1 of 5 without on a llama.cpp build from another CPU (the
+# number after a fact was then the next source's header).
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources given by the user.\n"
     "Answer in full sentences. After each fact, write the number of the source it comes "
@@ -46,6 +49,14 @@ REMINDER = (
     "you found it in square brackets."
 )
 
+# Sent once more when a draft over real evidence cited nothing (the model then usually
+# does; an uncited answer cannot be checked, so it is not returned without a retry).
+STRICT_REMINDER = (
+    "Your answer did not name its sources. Answer the question again from the sources "
+    "above, in one or two full sentences, and put the number of the source in square "
+    "brackets after each fact."
+)
+
 PLAIN_SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and briefly."
 
 
@@ -54,25 +65,49 @@ def build_messages(
     sources: Sequence[Source],
     *,
     max_source_chars: int | None = None,
+    note: str = "",
+    max_images: int = 0,
 ) -> list[Message]:
     """The grounded prompt: rules, numbered sources, then the question.
 
     Each source is shown as ``[n] <file name>, page <p> (<heading path>)`` followed by
-    its text; parts that an item lacks (page, heading) are left out. With
+    its text and ``[n]`` again; parts that an item lacks (page, heading) are left out.
+    ``note`` (e.g. the sources that disagree) goes between the question and the
+    reminder, where a small model still reads it. ``max_images`` > 0 (a vision model)
+    attaches the pictures of image, clip and video sources, each labelled with its
+    source number (and a clip's time range), most relevant first. With
     ``max_source_chars`` each source text is cut at a word boundary to about that
     many characters, the cheapest way to make a long hit list fit a small window.
     """
     if not sources:
         raise ValueError("build_messages needs at least one source; answer NO_ANSWER_TEXT instead")
     blocks = [
-        f"{_source_header(s)}\n{_clip(s.hit.item.text.strip(), max_source_chars)}" for s in sources
+        f"{_source_header(s)}\n{_clip(s.hit.item.text.strip(), max_source_chars)} [{s.number}]"
+        for s in sources
     ]
     user = (
         "Sources:\n---\n"
         + "\n---\n".join(blocks)
-        + f"\n\nQuestion: {question.strip()}\n\n{REMINDER}"
+        + f"\n\nQuestion: {question.strip()}\n\n"
+        + (f"{note.strip()}\n\n" if note.strip() else "")
+        + REMINDER
     )
-    return [Message("system", SYSTEM_PROMPT), Message("user", user)]
+    return [
+        Message("system", SYSTEM_PROMPT),
+        Message("user", user, _pictures(sources, max_images)),
+    ]
+
+
+def _pictures(sources: Sequence[Source], limit: int) -> tuple[ImagePart, ...]:
+    """The image parts of the sources that have pictures, up to ``limit``."""
+    parts: list[ImagePart] = []
+    for source in sources:
+        extra = source.hit.item.extra
+        frames = extra.get("keyframes") or [extra.get("thumbnail")]
+        for frame in frames[:2]:  # a clip's first keyframes; enough to show a moment
+            if isinstance(frame, str) and frame and len(parts) < limit:
+                parts.append(ImagePart(_source_header(source), frame))
+    return tuple(parts)
 
 
 def build_messages_without_sources(question: str) -> list[Message]:

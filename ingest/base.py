@@ -31,6 +31,18 @@ class Section:
 
 
 @dataclass(frozen=True)
+class ImageRef:
+    """A picture a document shows (HTML ``<img>``, Markdown ``![alt](src)``).
+
+    ``src`` is as written in the document (usually relative to it); ``caption`` gathers
+    what the document says about the picture: alt text, title and figure caption.
+    """
+
+    src: str
+    caption: str
+
+
+@dataclass(frozen=True)
 class ParsedDocument:
     """One file's extracted text, split into sections, plus what is known about it.
 
@@ -46,6 +58,7 @@ class ParsedDocument:
     texts: tuple[str, ...]
     page_count: int | None = None
     warnings: tuple[str, ...] = ()
+    images: tuple[ImageRef, ...] = ()
 
     def page_text(self, page: int | None) -> str:
         return self.texts[0] if page is None else self.texts[page - 1]

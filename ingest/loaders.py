@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ingest.base import Loader, ParsedDocument, Section
+from ingest.base import ImageRef, Loader, ParsedDocument, Section
 from retrieval.errors import EmptyDocumentError, LoaderError, UnsupportedTypeError
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -270,7 +270,8 @@ class MarkdownLoader(_TextFormatLoader):
             if span is not None:
                 start, end = span
                 sections.append(Section(text[start:end], None, headings.path, start))
-        return _document(path, first_h1 or path.stem, self.media_type, tuple(sections), text)
+        doc = _document(path, first_h1 or path.stem, self.media_type, tuple(sections), text)
+        return dataclasses.replace(doc, images=_markdown_images(tokens))
 
 
 class HtmlLoader(_TextFormatLoader):
@@ -294,7 +295,8 @@ class HtmlLoader(_TextFormatLoader):
         first_h1 = _html_collect(soup.body or soup, builder)
         title_tag = soup.title.get_text(" ", strip=True) if soup.title else ""
         title = " ".join(title_tag.split()) or first_h1 or path.stem
-        return builder.document(path, title, self.media_type)
+        doc = builder.document(path, title, self.media_type)
+        return dataclasses.replace(doc, images=_html_images(soup))
 
 
 # --- reading and decoding -------------------------------------------------------------
@@ -541,6 +543,41 @@ def _blank_front_matter(text: str) -> str:
         if lines[i].rstrip() in ("---", "..."):
             return "\n" * i + "\n" + "\n".join(lines[i + 1 :])
     return text
+
+
+def _markdown_images(tokens: Sequence[Any]) -> tuple[ImageRef, ...]:
+    """Every ``![alt](src "title")`` of a parsed Markdown file, alt and title as caption."""
+    found: list[ImageRef] = []
+    for token in tokens:
+        for child in token.children or ():
+            src = child.attrGet("src") if child.type == "image" else None
+            if src:
+                words = (child.content, child.attrGet("title") or "")
+                found.append(ImageRef(str(src), _caption(words)))
+    return tuple(found)
+
+
+def _html_images(soup: Any) -> tuple[ImageRef, ...]:
+    """Every ``<img src>`` of a page with its alt text, title and ``<figcaption>``."""
+    found: list[ImageRef] = []
+    for img in soup.find_all("img", src=True):
+        if img.find_parent(list(_HTML_DROP)) is not None:
+            continue
+        figure = img.find_parent("figure")
+        figcaption = figure.find("figcaption") if figure is not None else None
+        words = (
+            str(img.get("alt") or ""),
+            str(img.get("title") or ""),
+            figcaption.get_text(" ", strip=True) if figcaption is not None else "",
+        )
+        found.append(ImageRef(str(img["src"]), _caption(words)))
+    return tuple(found)
+
+
+def _caption(parts: Sequence[str]) -> str:
+    """Distinct non-empty parts, whitespace collapsed, joined as sentences."""
+    kept = dict.fromkeys(" ".join(p.split()) for p in parts if p and p.strip())
+    return ". ".join(kept)
 
 
 def _inline_plain_text(inline: Any) -> str:

@@ -9,19 +9,24 @@ documents never loads the CNN, the OCR or whisper.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
+from ingest.base import ImageRef
 from ingest.images import FEATURE_DIM, IMAGE_SUFFIXES, ImageAnalysis, image_text, open_image
 from ingest.video import AUDIO_SUFFIXES, VIDEO_SUFFIXES, VideoAnalysis
-from retrieval.base import Corpus, EncoderInfo, Item, Vectors, item_id
+from retrieval.base import Corpus, EncoderInfo, ImageEncoder, Item, Vectors, item_id
+from retrieval.errors import MmragError
 
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES | AUDIO_SUFFIXES
+# A page can show hundreds of icons; the first pictures are the ones it is about.
+MAX_LINKED_IMAGES = 32
 
 
 def visual_encoder_info() -> EncoderInfo:
@@ -56,7 +61,7 @@ class MediaItems:
     """The items one media file yields, with the visual vectors of those that have one."""
 
     corpus_items: dict[Corpus, list[Item]]
-    visual: dict[Corpus, list[Vectors | None]]
+    visual: Mapping[Corpus, Sequence[Vectors | None]]
     warnings: tuple[str, ...] = ()
     pages: int | None = None
 
@@ -65,6 +70,9 @@ class MediaIngest:
     """Analyses image, video and audio files into items; writes thumbnails and keyframes.
 
     ``image_analyzer`` and ``video_analyzer`` are factories called on first use.
+    ``visual_encoder`` (a factory too), when given, fills the ``visual`` vectors instead
+    of the CNN features the image analyser computes anyway: a CLIP-family model whose
+    joint space lets text questions reach pictures by their pixels.
     """
 
     def __init__(
@@ -73,10 +81,12 @@ class MediaIngest:
         *,
         image_analyzer: Callable[[], Any],
         video_analyzer: Callable[[], Any],
+        visual_encoder: Callable[[], ImageEncoder] | None = None,
     ) -> None:
         self.media_dir = media_dir
         self._image_factory = image_analyzer
         self._video_factory = video_analyzer
+        self._visual_factory = visual_encoder
 
     @cached_property
     def images(self) -> Any:
@@ -86,11 +96,17 @@ class MediaIngest:
     def videos(self) -> Any:
         return self._video_factory()
 
+    def _visual(self, images: Sequence[Any], analyses: Sequence[ImageAnalysis]) -> list[Vectors]:
+        """The ``visual`` vector of each image: the configured encoder's, or the CNN's."""
+        if self._visual_factory is None or not images:
+            return [a.features for a in analyses]
+        return list(self._visual_factory().encode_images(list(images)))
+
     def image(self, path: Path, source: str, digest: str) -> MediaItems:
         image = open_image(path)
         (analysis,) = self.images.analyze([image])
         item = self._image_item(source, digest, path.name, analysis)
-        return MediaItems({Corpus.IMAGE: [item]}, {Corpus.IMAGE: [analysis.features]})
+        return MediaItems({Corpus.IMAGE: [item]}, {Corpus.IMAGE: self._visual([image], [analysis])})
 
     def video(
         self,
@@ -143,7 +159,7 @@ class MediaIngest:
                 )
             )
             if seen:
-                mean = np.mean([a.features for a in seen], axis=0)
+                mean = np.mean(self._visual(frames, seen), axis=0)
                 visual.append((mean / (np.linalg.norm(mean) or 1.0)).astype(np.float32))
             else:
                 visual.append(None)  # audio only: the clip has no picture to search by
@@ -208,8 +224,67 @@ class MediaIngest:
             )
             for n, ((page, _), analysis) in enumerate(zip(found, analyses, strict=True))
         ]
+        images = [image for _, image in found]
         return MediaItems(
-            {Corpus.IMAGE: items}, {Corpus.IMAGE: [a.features for a in analyses]}, tuple(warnings)
+            {Corpus.IMAGE: items}, {Corpus.IMAGE: self._visual(images, analyses)}, tuple(warnings)
+        )
+
+    def linked_images(
+        self,
+        path: Path,
+        refs: Sequence[ImageRef],
+        source: str,
+        digest: str,
+        parent_id: str,
+    ) -> MediaItems:
+        """The local pictures an HTML or Markdown file shows, as ``image`` items.
+
+        Each is captioned by what the document says about it (alt text, title, figure
+        caption) and linked to the document. Only files beside the document are read:
+        remote and ``data:`` sources are skipped (ingestion does not fetch from the
+        network), and a picture that is missing or unreadable is a warning.
+        """
+        warnings: list[str] = []
+        found: dict[Path, tuple[Any, list[str]]] = {}
+        remote = 0
+        for ref in refs:
+            target = _local_target(path, ref.src)
+            if target is None:
+                remote += 1
+                continue
+            if target in found:
+                found[target][1].append(ref.caption)
+                continue
+            if len(found) >= MAX_LINKED_IMAGES:
+                warnings.append(f"{path}: only the first {MAX_LINKED_IMAGES} pictures are read")
+                break
+            try:
+                found[target] = (open_image(target), [ref.caption])
+            except MmragError as e:
+                warnings.append(f"picture {ref.src!r} skipped: {e}")
+        if remote:
+            warnings.append(f"{remote} remote picture(s) not fetched")
+        if not found:
+            return MediaItems({}, {}, tuple(warnings))
+        images = [image for image, _ in found.values()]
+        analyses = self.images.analyze(images)
+        items = [
+            self._image_item(
+                source,
+                digest,
+                target.name,
+                analysis,
+                n=n,
+                parent_id=parent_id,
+                caption=". ".join(dict.fromkeys(c for c in captions if c)),
+                file=target,
+            )
+            for n, ((target, (_, captions)), analysis) in enumerate(
+                zip(found.items(), analyses, strict=True)
+            )
+        ]
+        return MediaItems(
+            {Corpus.IMAGE: items}, {Corpus.IMAGE: self._visual(images, analyses)}, tuple(warnings)
         )
 
     def _image_item(
@@ -223,6 +298,7 @@ class MediaIngest:
         page: int | None = None,
         parent_id: str | None = None,
         caption: str = "",
+        file: Path | None = None,
     ) -> Item:
         iid = item_id(source, digest, "image", n)
         thumbs = self.media_dir / "thumbnails"
@@ -246,8 +322,21 @@ class MediaIngest:
                 "tags": [[t, round(w, 4)] for t, w in analysis.tags],
                 "ocr": analysis.ocr_text,
                 "exif": dict(analysis.exif),
+                # A picture shown by a document lives in its own file, not the source.
+                **({"file": str(file)} if file is not None else {}),
             },
         )
+
+
+def _local_target(document: Path, src: str) -> Path | None:
+    """The file a picture's ``src`` names beside ``document``; None when it is remote."""
+    parsed = urlsplit(src.strip())
+    if parsed.scheme not in ("", "file") or parsed.netloc:
+        return None  # http(s), data:, protocol-relative //host/...
+    relative = unquote(parsed.path)
+    if not relative:
+        return None
+    return (document.parent / relative).resolve()
 
 
 def _pdf_images(path: Path, min_side: int, warnings: list[str]) -> list[tuple[int, Any]]:

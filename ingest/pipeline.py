@@ -85,6 +85,7 @@ class _Pending:
     document: Item
     vectors: list[np.ndarray] = field(default_factory=list)
     figures: int = 0
+    figure_warnings: tuple[str, ...] = ()
 
 
 def file_sha256(path: Path) -> str:
@@ -225,8 +226,10 @@ class Ingestor:
                     )
                 )
                 continue
-            if self.media is not None and path.suffix.lower() == ".pdf":
-                item.figures = self._figures(path, source, digest, item.document.id, doc)
+            if self.media is not None and (path.suffix.lower() == ".pdf" or doc.images):
+                item.figures, item.figure_warnings = self._figures(
+                    path, source, digest, item.document.id, doc
+                )
             pending.append(item)
             queued += len(item.passages)
             if queued >= self.batch_size:
@@ -239,16 +242,23 @@ class Ingestor:
 
     def _figures(
         self, path: Path, source: str, digest: str, document_id: str, doc: ParsedDocument
-    ) -> int:
-        """Store a PDF's figures as image items (a figure that fails is only skipped)."""
+    ) -> tuple[int, tuple[str, ...]]:
+        """Store a document's pictures as image items (one that fails is only skipped).
+
+        A PDF's embedded figures; the local files an HTML or Markdown page shows.
+        """
         assert self.media is not None
         try:
-            found = self.media.pdf_figures(path, source, digest, document_id, doc=doc)
-        except MmragError:
-            return 0
+            found = (
+                self.media.pdf_figures(path, source, digest, document_id, doc=doc)
+                if path.suffix.lower() == ".pdf"
+                else self.media.linked_images(path, doc.images, source, digest, document_id)
+            )
+        except MmragError as e:
+            return 0, (f"pictures skipped: {e}",)
         for corpus, items in found.corpus_items.items():
             self.index.add(items, None, found.visual.get(corpus))
-        return sum(len(i) for i in found.corpus_items.values())
+        return sum(len(i) for i in found.corpus_items.values()), found.warnings
 
     def _media(
         self, path: Path, source: str, digest: str, replaces: bool, step: StepFn | None
@@ -359,7 +369,7 @@ class Ingestor:
                     FileStatus.UPDATED if p.replaces else FileStatus.ADDED,
                     passages=len(p.passages),
                     pages=p.doc.page_count,
-                    warnings=p.doc.warnings,
+                    warnings=p.doc.warnings + p.figure_warnings,
                 )
             )
         return len(passages)

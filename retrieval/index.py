@@ -120,7 +120,10 @@ class Index:
         """Search each corpus with one encoding of the query.
 
         With ``image`` (a PIL image) and a visual encoder, the image and clip corpora are
-        also searched by the image's visual features (a third list in the fusion).
+        also searched by the image's visual features (a third list in the fusion). A
+        joint text-image visual encoder (CLIP-family) without an image puts the question
+        itself into that space, so text reaches pictures by their pixels as well as by
+        their tags and OCR. ``mode="visual"`` searches that list alone.
         """
         targets = [c for c in corpora if self.store.exists(c)]
         if not targets:
@@ -130,14 +133,21 @@ class Index:
         dense_q = self.dense.encode([query], query=True)[0] if mode != "sparse" else None
         # Query-side sparse weights do not depend on the corpus' length normalisation.
         sparse_q = self.sparse[targets[0]].encode([query], query=True)[0]
-        visual_q = (
-            self.visual.encode_images([image])[0]
-            if image is not None and self.visual is not None and mode == "hybrid"
-            else None
-        )
+        visual_q = None
+        if mode in ("hybrid", "visual") and any(c in VISUAL_CORPORA for c in targets):
+            if image is not None and self.visual is not None:
+                visual_q = self.visual.encode_images([image])[0]
+            elif self.joint is not None:
+                visual_q = self.joint.encode([query], query=True)[0]
+            if mode == "visual" and visual_q is None:
+                raise ValueError(
+                    "visual search needs an image, or a joint text-image model (MMRAG_CLIP_MODEL)"
+                )
         out: dict[Corpus, list[Hit]] = {c: [] for c in corpora}
         for c in targets:
             visual = visual_q if c in VISUAL_CORPORA else None
+            if mode == "visual" and visual is None:
+                continue  # a text corpus has no pictures to search by
             hits = self.store.search(
                 c,
                 dense=dense_q,
@@ -148,10 +158,15 @@ class Index:
                 rrf_k=self.rrf_k,
                 dense_weight=self.dense_weight,
             )
-            if visual is not None:
+            if visual is not None and image is not None:
                 hits = self._nearest_by_pixels(c, visual, hits)
             out[c] = hits
         return out
+
+    @property
+    def joint(self) -> TextEncoder | None:
+        """The visual encoder's text tower when it has one (a CLIP-family model)."""
+        return self.visual if isinstance(self.visual, TextEncoder) else None
 
     def _nearest_by_pixels(self, corpus: Corpus, visual: Vectors, hits: list[Hit]) -> list[Hit]:
         """Put the items nearest to the query image by pixels first.

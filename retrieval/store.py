@@ -102,6 +102,8 @@ class QdrantStore:
         memory: bool = False,
         prefix: str = "mmrag",
         timeout: int = 30,
+        shards: int | None = None,
+        replication: int | None = None,
     ) -> None:
         chosen = [n for n, v in (("path", path), ("url", url), ("memory", memory)) if v]
         if len(chosen) != 1:
@@ -113,6 +115,9 @@ class QdrantStore:
 
         self.prefix = prefix
         self.remote = url is not None
+        # A cluster spreads each collection over ``shards`` with ``replication`` copies;
+        # both apply when a collection is created (server only; None: Qdrant's default).
+        self.shards, self.replication = shards, replication
         try:
             if url:
                 self._client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
@@ -174,6 +179,8 @@ class QdrantStore:
                     SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
                 },
                 metadata=wanted,
+                shard_number=self.shards if self.remote else None,
+                replication_factor=self.replication if self.remote else None,
             )
             if self.remote:
                 # Filters on these fields run on every ingest; the server indexes them.

@@ -63,7 +63,10 @@ def test_ingest_collections_ask(tmp_path: Path, env: dict[str, str]) -> None:
     assert ask.returncode == 0, ask.stderr
     result = json.loads(ask.stdout)
     assert "1987" in result["answer"]
-    assert result["route"]["corpora"] == ["paragraph", "document"]
+    # The trained router picks passages for a one-fact question, and shows its scores.
+    assert result["route"]["corpora"] == ["paragraph"]
+    assert result["route"]["scores"]["paragraph"] > 0.5
+    assert "paragraph" in result["route"]["reason"]
     top = result["sources"][0]
     assert (Path(top["source"]).name, top["page"]) == ("plant.pdf", 2)
 
@@ -74,3 +77,43 @@ def test_errors_are_one_sentence_with_exit_code_2(tmp_path: Path, env: dict[str,
     assert result.returncode == 2
     assert "error:" in result.stderr and "MMRAG_QDRANT_URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_puts_api_ui_and_widget_on_one_port(tmp_path: Path, env: dict[str, str]) -> None:
+    import time
+    import urllib.request
+
+    from tests.test_generation import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from app.cli import main; main()", "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    assert json.loads(r.read()) == {"status": "ok"}
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "mmrag serve did not come up"
+                time.sleep(0.3)  # waiting for the server to listen, not timing it
+        for path, marker in (
+            ("/api/v1/corpora", b'"corpora"'),
+            ("/widget.js", b"attachShadow"),
+            ("/demo", b"/widget.js"),
+            ("/ui/", b"<html"),
+        ):
+            with urllib.request.urlopen(f"{base}{path}", timeout=30) as r:
+                assert r.status == 200 and marker in r.read(), path
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

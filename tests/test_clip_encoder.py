@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import string
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.base import ImageEncoder, TextEncoder
+from app.service import Service
+from app.settings import Settings
+from retrieval.base import Corpus, ImageEncoder, TextEncoder
 from retrieval.clip_encoder import ClipEncoder
-from retrieval.errors import ModelError
+from retrieval.errors import EncoderMismatchError, ModelError
 
 PROJECTION_DIM = 16
 IMAGE_SIZE = 32
@@ -177,3 +180,81 @@ def test_unloadable_folder_is_a_model_error(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}", encoding="utf-8")
     with pytest.raises(ModelError, match="could not load"):
         ClipEncoder(tmp_path)
+
+
+# -- wired into the app: MMRAG_CLIP_MODEL ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clip_service(
+    clip_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Service, list[Path]]]:
+    """A Service built from settings naming the tiny CLIP, with three photos ingested."""
+    folder = tmp_path_factory.mktemp("photos")
+    paths = []
+    for n in range(3):
+        path = folder / f"photo{n}.png"
+        _image(10 + n).resize((96, 80)).save(path)
+        paths.append(path)
+    data = tmp_path_factory.mktemp("data")
+    service = Service(Settings(data_dir=data, clip_model=clip_dir))
+    report = service.ingest([folder])
+    assert report.ok, report
+    yield service, paths
+    service.store.close()
+
+
+def test_clip_model_setting_fills_the_visual_vectors(
+    clip_service: tuple[Service, list[Path]], clip_dir: Path
+) -> None:
+    service, paths = clip_service
+    assert isinstance(service.visual_encoder, ClipEncoder)
+    assert service.index.counts()[Corpus.IMAGE] == len(paths)
+    # The collection records the CLIP model as its visual encoder (name and joint dim).
+    shard = service.settings.store_path / f"{service.settings.collection_prefix}_image"
+    meta = json.loads((shard / "encoders.json").read_text())
+    assert meta["visual_encoder"]["name"] == clip_dir.name
+    assert meta["visual_encoder"]["dim"] == PROJECTION_DIM
+
+
+def test_text_question_searches_the_joint_space(
+    clip_service: tuple[Service, list[Path]], enc: ClipEncoder
+) -> None:
+    service, paths = clip_service
+    question = "a photo of a cat"
+    # What the joint space alone says: the text tower against the stored image vectors.
+    with_images = [Image.open(p).convert("RGB") for p in paths]
+    cosines = enc.encode([question]) @ enc.encode_images(with_images).T
+    expected = [paths[i].name for i in np.argsort(-cosines[0])]
+    hits = service.index.search(question, [Corpus.IMAGE], mode="visual", limit=3)[Corpus.IMAGE]
+    assert [Path(h.item.source).name for h in hits] == expected
+    # Hybrid search fuses that list with the tag/OCR text lists and still finds them all.
+    fused = service.index.search(question, [Corpus.IMAGE], limit=3)[Corpus.IMAGE]
+    assert {Path(h.item.source).name for h in fused} == {p.name for p in paths}
+
+
+def test_search_by_image_uses_the_clip_image_tower(
+    clip_service: tuple[Service, list[Path]],
+) -> None:
+    service, paths = clip_service
+    photo = Image.open(paths[1]).convert("RGB")
+    hits = service.index.search("which photo is this?", [Corpus.IMAGE], image=photo, limit=3)
+    assert Path(hits[Corpus.IMAGE][0].item.source).name == paths[1].name
+    assert hits[Corpus.IMAGE][0].relevance == pytest.approx(1.0, abs=1e-4)
+
+
+def test_switching_to_clip_on_a_cnn_store_is_refused(
+    clip_dir: Path, enc: ClipEncoder, tmp_path: Path
+) -> None:
+    from ingest.media import visual_encoder_info
+    from retrieval.edge_store import EdgeStore
+    from retrieval.encoders import SentenceTransformerEncoder
+    from retrieval.index import Index
+
+    store = EdgeStore(tmp_path / "store")
+    text = SentenceTransformerEncoder()
+    cnn = Index(store, text)
+    store.ensure(Corpus.IMAGE, text.info, cnn.sparse[Corpus.IMAGE].info, visual_encoder_info())
+    with pytest.raises(EncoderMismatchError, match=clip_dir.name):
+        Index(store, text, visual=enc).check()
+    store.close()

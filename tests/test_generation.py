@@ -7,8 +7,10 @@ never answers, and a tiny HTTP server that sends a broken stream.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
+import io
 import json
 import random
 import socket
@@ -20,8 +22,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
+from PIL import Image
 
 from generation import (
     NO_ANSWER_TEXT,
@@ -372,6 +376,8 @@ def test_build_messages_numbers_and_describes_each_source() -> None:
     assert user.startswith("Sources:\n---\n[1] bridges.pdf, page 4 (Bridges > Norway)\nThe Hard")
     assert "\n---\n[2] energy-history.pdf, page 12 (Energy > Northern Norway)\nThe Zorblax" in user
     assert "[3] tromso-guide.md (Climate)\nTromsø has" in user
+    # Each text ends with its own number: small models cite the number after a fact.
+    assert "shut down in 2009. [2]\n---\n[3]" in user
     assert "/data/" not in user
     assert "\n\nQuestion: When was it commissioned?\n\n" in user
     assert user.endswith("in square brackets.")
@@ -398,7 +404,8 @@ def test_build_messages_clips_long_sources_at_a_word() -> None:
     user = build_messages("q", [make_source(1, long_text)], max_source_chars=50)[1].content
     body = user.split("\n")[3]
     assert body.startswith("alpha beta")
-    assert body.endswith(" …")
+    assert body.endswith(" … [1]")  # the text, then its own number again
+    body = body.removesuffix(" [1]")
     assert len(body) <= 52
     assert body[:-2].split(" ")[-1] in {"alpha", "beta", "gamma", "delta"}
 
@@ -495,6 +502,8 @@ def test_resolve_citations_rejects_duplicate_numbers() -> None:
 
 
 STREAMED = [
+    'The sources disagree: [2] says "Tromsø, 1987", [1] says "Hardanger Bridge opened".',
+    "The Zorblax reactor was commissioned in 1987 [3]. The Hardanger Bridge opened [1].",
     "Opened in 1987 [2]. Also [7] shown [9]in text, see [1, 7] and [Source 3].",
     "[8] Starts a line.\nThen [2-4] and 【2】 and [a] and [].",
     "Code `x[9]` and\n```\ny = [5]\n```\nEnd [9]\n\nNext [3][8].",
@@ -503,14 +512,65 @@ STREAMED = [
 ]
 
 
+def test_a_citation_of_the_neighbouring_source_is_moved_to_the_one_with_the_claim() -> None:
+    answer = resolve_citations("The Zorblax reactor was commissioned in 1987 [3].", ZORBLAX_SOURCES)
+    assert answer.text == "The Zorblax reactor was commissioned in 1987 [2]."
+    assert answer.moved == ((3, 2),)
+    (citation,) = answer.citations
+    assert citation.number == 2 and citation.support == 1.0
+    assert answer.weak_citations == ()
+
+
+def test_a_number_of_no_source_is_moved_to_the_source_with_the_claim() -> None:
+    # With one source shown, the 0.5B model still copies "[2]" from the prompt's example.
+    answer = resolve_citations("The Zorblax reactor was commissioned in 1987 [7].", ZORBLAX_SOURCES)
+    assert answer.text.endswith("1987 [2].") and answer.moved == ((7, 2),)
+    assert answer.invalid_markers == ()
+    unsupported = resolve_citations("Paris is lovely in spring [7].", ZORBLAX_SOURCES)
+    assert unsupported.invalid_markers == (7,) and unsupported.text == "Paris is lovely in spring."
+
+
+def test_a_weakly_supported_citation_is_flagged_not_moved() -> None:
+    # No source says anything about paint: nowhere better to point, so it stays, flagged.
+    answer = resolve_citations("The reactor was painted bright green [2].", ZORBLAX_SOURCES)
+    assert answer.text.endswith("[2].") and answer.moved == ()
+    assert answer.weak_citations == (2,)
+    assert answer.citations[0].support is not None and answer.citations[0].support < 0.5
+
+
+def test_each_clause_is_checked_against_its_own_marker() -> None:
+    text = (
+        "The bridge has a main span of 1,310 metres [1] and the reactor was shut down "
+        "in 2009 [2]. Tromsø has polar nights [3]."
+    )
+    answer = resolve_citations(text, ZORBLAX_SOURCES)
+    assert answer.text == text and answer.moved == () and answer.weak_citations == ()
+    assert [c.support for c in answer.citations] == [1.0, 1.0, 1.0]
+
+
+def test_a_marker_that_opens_a_clause_is_not_judged_by_the_clause_before() -> None:
+    # "[3] says ..." introduces a claim; the words before it belong to [1].
+    text = 'The sources disagree: [2] says "Tromsø", [3] says "the polar night".'
+    answer = resolve_citations(text, ZORBLAX_SOURCES)
+    assert answer.text == text and answer.moved == ()
+
+
+def test_a_claim_too_short_to_judge_keeps_its_marker_unscored() -> None:
+    answer = resolve_citations("Yes [3].", ZORBLAX_SOURCES)
+    assert answer.text == "Yes [3]." and answer.citations[0].support is None
+    assert answer.weak_citations == ()
+
+
+@pytest.mark.parametrize("sources", [THREE, ZORBLAX_SOURCES], ids=["plain", "moves"])
 @pytest.mark.parametrize("raw", STREAMED)
-def test_marker_filter_adds_up_to_the_resolved_text(raw: str) -> None:
-    expected = resolve_citations(raw, THREE).text
+def test_marker_filter_adds_up_to_the_resolved_text(raw: str, sources: list[Source]) -> None:
+    # With real texts, markers are also moved as they stream: the sum still matches.
+    expected = resolve_citations(raw, sources).text
     rng = random.Random(raw)
     chunkings = [[1] * len(raw), [3] * len(raw)]
     chunkings += [[rng.randint(1, 6) for _ in raw] for _ in range(50)]
     for sizes in chunkings:
-        filt = MarkerFilter(THREE)
+        filt = MarkerFilter(sources)
         shown, pos = [], 0
         for size in sizes:
             if pos >= len(raw):
@@ -529,3 +589,100 @@ def test_marker_filter_holds_back_only_what_is_undecided() -> None:
     assert filt.feed("]. Next [2") == ". Next"
     assert filt.feed("] ok") == " [2] ok"
     assert filt.flush() == ""
+
+
+# --- pictures for a vision model -----------------------------------------------------------
+
+
+def picture_source(number: int, corpus: Corpus, path: Path, **extra: object) -> Source:
+    item = Item(
+        id=f"pic-{number}",
+        corpus=corpus,
+        text="tags: lighthouse, coast",
+        source=str(path),
+        content_hash="0" * 64,
+        extra={"thumbnail": str(path), **extra},
+    )
+    return Source(number, Hit(item, score=0.5))
+
+
+def test_vision_prompt_attaches_labelled_pictures_of_media_sources(tmp_path: Path) -> None:
+    photo = tmp_path / "lighthouse.jpg"
+    Image.new("RGB", (1600, 900), "red").save(photo)
+    frames = [tmp_path / f"k{i}.jpg" for i in range(3)]
+    for frame in frames:
+        Image.new("RGB", (640, 360), "blue").save(frame)
+    sources = [
+        ZORBLAX_SOURCES[0],  # text: no picture
+        picture_source(2, Corpus.IMAGE, photo),
+        picture_source(
+            3, Corpus.CLIP, frames[0], keyframes=[str(f) for f in frames], t_start=75, t_end=90
+        ),
+    ]
+    user = build_messages("What does the lighthouse look like?", sources, max_images=4)[1]
+    assert [(p.label.split()[0], Path(p.path).name) for p in user.images] == [
+        ("[2]", "lighthouse.jpg"),
+        ("[3]", "k0.jpg"),
+        ("[3]", "k1.jpg"),  # at most two keyframes of a clip
+    ]
+    assert "1:15-1:30" in user.images[1].label  # the clip's time range goes with it
+    assert len(build_messages("q", sources, max_images=1)[1].images) == 1
+    assert build_messages("q", sources)[1].images == ()  # no vision model: text only
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """A chat endpoint that records the request body and streams a two-token answer."""
+
+    bodies: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        _Recorder.bodies.append(json.loads(body))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for piece, finish in (("Red", None), (" [2].", "stop")):
+            chunk = {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "m",
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": finish}],
+            }
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("vision", [True, False])
+def test_openai_sends_pictures_as_image_url_parts_to_a_vision_model(
+    tmp_path: Path, vision: bool
+) -> None:
+    photo = tmp_path / "big.png"
+    Image.new("RGB", (2000, 1000), "red").save(photo)
+    sources = [picture_source(2, Corpus.IMAGE, photo)]
+    messages = build_messages("What colour is it?", sources, max_images=4)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Recorder.bodies.clear()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        llm = OpenAIGenerator(url, "vl", supports_images=vision, image_max_side=256)
+        assert "".join(llm.stream(messages)) == "Red [2]."
+    finally:
+        server.shutdown()
+        server.server_close()
+    content = _Recorder.bodies[0]["messages"][1]["content"]  # type: ignore[index]
+    if not vision:
+        assert isinstance(content, str)
+        return
+    text, label, picture = content
+    assert text["type"] == "text" and "What colour is it?" in text["text"]
+    assert label["type"] == "text" and label["text"].startswith("[2] big.png")
+    data = picture["image_url"]["url"]
+    assert data.startswith("data:image/jpeg;base64,")
+    sent = Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1])))
+    assert max(sent.size) == 256 and sent.size[0] == 2 * sent.size[1]  # scaled, same shape

@@ -423,3 +423,22 @@ def test_unreadable_file(tmp_path: Path) -> None:
     path.chmod(0)
     with pytest.raises(LoaderError, match=r"secret\.txt: cannot be read"):
         load_file(path, LOADERS)
+
+
+def test_markdown_and_html_list_the_pictures_they_show(tmp_path: Path) -> None:
+    md = tmp_path / "trip.md"
+    md.write_text(
+        '# Trip\n\nWe saw this:\n\n![A red  fox](photos/fox.jpg "At dawn")\n', encoding="utf-8"
+    )
+    (ref,) = MarkdownLoader().load(md).images
+    assert (ref.src, ref.caption) == ("photos/fox.jpg", "A red fox. At dawn")
+    html = tmp_path / "trip.html"
+    html.write_text(
+        "<html><body><p>Trip</p><script>x='<img src=no.png>'</script>"
+        '<figure><img src="fox.jpg" alt="A fox"><figcaption>At <b>dawn</b></figcaption></figure>'
+        '<nav><img src="menu.png" alt="menu"></nav><img alt="no source"></body></html>',
+        encoding="utf-8",
+    )
+    refs = HtmlLoader().load(html).images
+    # Navigation furniture and images without a source are not pictures of the page.
+    assert [(r.src, r.caption) for r in refs] == [("fox.jpg", "A fox. At dawn")]

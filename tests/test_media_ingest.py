@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from app.pipeline import select_hits
 from app.service import Service
 from app.settings import Settings
 from generation.llamacpp import LlamaCppGenerator
@@ -24,6 +23,7 @@ from retrieval.base import Corpus
 from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.index import Index
+from retrieval.select import SelectConfig, select_hits
 from retrieval.store import Store
 from tests.test_video import DURATION, SPEECH_AT, encode, needs_espeak, soundtrack
 
@@ -201,6 +201,39 @@ def test_pdf_figures_become_images_with_their_page(ingestor: Ingestor, tmp_path:
     assert new_figure.content_hash != figure_item.content_hash
 
 
+def test_pictures_shown_by_a_web_page_are_images_with_its_words(
+    ingestor: Ingestor, folder: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    (site / "img").mkdir(parents=True)
+    shutil.copy(folder / "scan.png", site / "img" / "receipt copy.png")
+    page = site / "page.html"
+    page.write_text(
+        "<html><body><h1>Expenses</h1><p>Our travel expenses for March.</p>"
+        '<figure><img src="img/receipt%20copy.png" alt="Hotel receipt">'
+        "<figcaption>Scanned by the front desk</figcaption></figure>"
+        '<img src="https://example.com/logo.png" alt="logo">'
+        '<img src="img/missing.png" alt="gone">'
+        "</body></html>",
+        encoding="utf-8",
+    )
+    report = ingestor.ingest([page])
+    assert report.ok, report.files
+    (result,) = report.files
+    # What could not be read is said, and the page is stored all the same.
+    assert any("remote" in w for w in result.warnings)
+    assert any("missing.png" in w for w in result.warnings)
+    store = ingestor.index.store
+    (picture,) = store.items_of(Corpus.IMAGE, str(page.resolve()))
+    (document,) = store.items_of(Corpus.DOCUMENT, str(page.resolve()))
+    assert picture.parent_id == document.id
+    assert picture.extra["file"] == str((site / "img" / "receipt copy.png").resolve())
+    # The alt text and the figure caption are its words, with its OCR.
+    assert "Hotel receipt" in picture.text and "front desk" in picture.text
+    assert "4711" in picture.extra["ocr"]
+    assert top(ingestor, "hotel receipt", Corpus.IMAGE)[0].id == picture.id  # type: ignore[attr-defined]
+
+
 def test_video_progress_is_reported(ingestor: Ingestor, folder: Path) -> None:
     steps: list[tuple[str, float]] = []
     report = ingestor.ingest([folder / "meeting.mp4"], step=lambda p, f: steps.append((p, f)))
@@ -239,6 +272,6 @@ def test_a_question_with_a_photo_keeps_that_photo_as_evidence(
     hits = ingestor.index.search(
         "what animals are these?", list(Corpus), limit=20, image=open_image(ELEPHANTS)
     )
-    chosen = select_hits(hits, top_k=5, min_relevance=0.2, context_chars=7000)
+    chosen = select_hits(hits, SelectConfig())
     # The words say little about the photo; its pixels find it, and it is kept.
     assert Path(chosen[0].item.source).name == "safari.jpg"

@@ -49,7 +49,7 @@ def ingested(service: Service, tmp_path: Path) -> Path:
 def test_answer_streams_and_cites_file_and_page(service: Service, ingested: Path) -> None:
     events = list(service.ask("When was the Zorblax reactor commissioned?"))
     assert isinstance(events[0], RouteEvent)
-    assert set(events[0].route.corpora) == {Corpus.PARAGRAPH, Corpus.DOCUMENT}
+    assert events[0].route.corpora == (Corpus.PARAGRAPH,)  # the trained router's choice
     assert any(isinstance(e, SourcesEvent) and e.hits for e in events)
     tokens = [e.text for e in events if isinstance(e, TokenEvent)]
     assert len(tokens) > 3  # streamed, not delivered in one piece
@@ -86,3 +86,30 @@ def test_forced_corpus_limits_the_search(service: Service, ingested: Path) -> No
 def test_empty_question_is_refused(service: Service) -> None:
     with pytest.raises(ValueError, match="empty"):
         list(service.ask("   "))
+
+
+def test_a_no_route_searches_after_all_when_a_passage_is_close(
+    service: Service, ingested: Path
+) -> None:
+    # Exam-style wording makes the router say "no"; the index has the answer.
+    question = "In which year was the Zorblax reactor commissioned? (A) 1977 (B) 1987 (C) 1997"
+    events = list(service.ask(question))
+    route = events[0]
+    assert isinstance(route, RouteEvent)
+    assert route.route.scores["no"] > 0.5  # the router's own call...
+    assert route.route.corpora == (Corpus.PARAGRAPH,)  # ...overruled by the probe
+    assert "a passage is close" in route.route.reason
+    done = events[-1]
+    assert isinstance(done, DoneEvent)
+    assert any(Path(s.hit.item.source).name == "plant-history.pdf" for s in done.answer.sources)
+
+
+def test_a_document_route_also_searches_passages(service: Service, ingested: Path) -> None:
+    # "Explain" makes it a whole-document question; the passage with the fact cites its page.
+    events = list(
+        service.ask("The Zorblax reactor in Tromsø was commissioned in which year? Explain.")
+    )
+    route = events[0]
+    assert isinstance(route, RouteEvent) and route.route.corpora == (Corpus.DOCUMENT,)
+    sources = next(e for e in events if isinstance(e, SourcesEvent))
+    assert sources.hits[0].item.corpus is Corpus.PARAGRAPH and sources.hits[0].item.page == 2

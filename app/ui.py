@@ -1,0 +1,196 @@
+"""The Gradio web UI, mounted at ``/ui`` on the API's app (one port, one service).
+
+Three tabs: **Ask** (streaming chat, an optional photo with the question, the corpora to
+force, the route with its scores, the sources as they are: thumbnails, a video player
+that starts at the clip's time, the PDF page with the passage), **Ingest** (upload with
+per-file progress) and **Corpora** (counts). It calls the :class:`Service` in-process;
+model work takes the API's lock, so the UI and the API never run the model at once.
+Source cards reuse the API's JSON (media links included), so both surfaces show the
+same thing.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from fastapi import FastAPI
+
+from app.service import DoneEvent, RetryEvent, RouteEvent, Service, SourcesEvent, TokenEvent
+from retrieval.base import Corpus
+
+CSS = """
+#sources { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 12px; }
+.mm-card { border: 1px solid #d0d7de; border-radius: 8px; padding: 10px; font-size: 14px; }
+.mm-card img, .mm-card video { max-width: 100%; border-radius: 6px; display: block; }
+.mm-card .mm-head { font-weight: 600; margin-bottom: 6px; word-break: break-all; }
+.mm-card .mm-cited { color: #1a7f37; font-weight: 600; }
+.mm-route { font-size: 14px; }
+@media (max-width: 640px) { #ask-row { flex-direction: column; } }
+"""
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def source_cards(sources: list[Any]) -> str:
+    """HTML cards for the API's source objects (``app.api.SourceOut``)."""
+    if not sources:
+        return ""
+    cards = []
+    for s in sources:
+        name = html.escape(Path(s.source).name)
+        where = f", page {s.page}" if s.page is not None else ""
+        if s.t_start is not None and s.t_end is not None:
+            where += f", {_clock(s.t_start)}-{_clock(s.t_end)}"
+        cited = ' <span class="mm-cited">cited</span>' if s.cited else ""
+        media = s.media
+        if s.corpus in ("clip", "video") and media.file:
+            start = f"#t={s.t_start:.1f},{s.t_end:.1f}" if s.t_start is not None else ""
+            body = (
+                f'<video controls preload="metadata" src="{html.escape(media.file)}{start}" '
+                f'data-start="{s.t_start or 0}"></video>'
+            )
+        elif media.thumbnail:
+            body = f'<img alt="{name}" src="{html.escape(media.thumbnail)}">'
+        elif media.page_image:
+            body = f'<img alt="{name}{where}" src="{html.escape(media.page_image)}" loading="lazy">'
+        else:
+            body = ""
+        text = html.escape(s.text[:600])
+        cards.append(
+            f'<div class="mm-card" data-source="{s.number}">'
+            f'<div class="mm-head">[{s.number}] {name}{html.escape(where)}{cited}</div>'
+            f"{body}<details><summary>passage</summary><p>{text}</p></details></div>"
+        )
+    return "".join(cards)
+
+
+def route_text(route: Any) -> str:
+    corpora = ", ".join(c.value for c in route.corpora) or "no search (model alone)"
+    top = sorted(route.scores.items(), key=lambda kv: -kv[1])[:3]
+    scores = ", ".join(f"{k} {v:.2f}" for k, v in top)
+    return f"**Route:** {corpora} — {html.escape(route.reason)} (scores: {scores})"
+
+
+def build_ui(service: Service, lock: threading.Lock) -> gr.Blocks:
+    from app.api import source_json
+
+    def ask(
+        message: str, image: str | None, forced: list[str], history: list[dict[str, str]]
+    ) -> Iterator[tuple[list[dict[str, str]], str, str, str]]:
+        question = (message or "").strip()
+        if not question:
+            yield history, "", "", ""
+            return
+        history = [*history, {"role": "user", "content": question}]
+        answer = ""
+        route, cards = "", ""
+        corpora = [Corpus(c) for c in forced] if forced else None
+        with lock:
+            for event in service.ask(
+                question, corpora=corpora, image=Path(image) if image else None
+            ):
+                if isinstance(event, RouteEvent):
+                    route = route_text(event.route)
+                elif isinstance(event, SourcesEvent):
+                    cards = source_cards(
+                        [source_json(n, h, False) for n, h in enumerate(event.hits, 1)]
+                    )
+                elif isinstance(event, TokenEvent):
+                    answer += event.text
+                elif isinstance(event, RetryEvent):
+                    answer = ""
+                elif isinstance(event, DoneEvent):
+                    a = event.answer
+                    support = {c.number: c.support for c in a.citations}
+                    cards = source_cards(
+                        [
+                            source_json(x.number, x.hit, x.number in support, support.get(x.number))
+                            for x in a.sources
+                        ]
+                    )
+                    answer = a.text
+                    notes = [
+                        f"sources disagree: [{c.a}] says “{c.a_says}”, [{c.b}] says “{c.b_says}”"
+                        for c in a.conflicts
+                    ]
+                    if a.weak_citations:
+                        weak = ", ".join(f"[{n}]" for n in a.weak_citations)
+                        notes.append(f"weakly supported: {weak}")
+                    if notes:
+                        answer += "\n\n_" + "; ".join(notes) + "_"
+                yield [*history, {"role": "assistant", "content": answer}], route, cards, ""
+
+    def ingest(files: list[str] | None, progress: gr.Progress | None = None) -> str:
+        paths = [Path(f) for f in files or []]
+        if not paths:
+            return "Choose files first."
+        progress = progress or gr.Progress()
+        lines: list[str] = []
+
+        def on_file(result: Any) -> None:
+            detail = f": {result.message}" if result.message else ""
+            lines.append(f"- {Path(result.path).name}: **{result.status.value}**{detail}")
+            progress(len(lines) / len(paths), desc=Path(result.path).name)
+
+        with lock:
+            report = service.ingest(paths, progress=on_file)
+        head = "Ingested." if report.ok else "Ingested, with failures."
+        return head + "\n\n" + "\n".join(lines)
+
+    def corpora() -> list[list[Any]]:
+        return [[c.value, n] for c, n in service.collections().items()]
+
+    with gr.Blocks(title="mmrag") as ui:
+        gr.Markdown("## mmrag — ask your documents, images and videos")
+        with gr.Tab("Ask"):
+            chat = gr.Chatbot(label="Conversation", height=380, elem_id="chat")
+            route = gr.Markdown(elem_id="route", elem_classes=["mm-route"])
+            with gr.Row(elem_id="ask-row"):
+                question = gr.Textbox(
+                    placeholder="Ask a question and press Enter",
+                    show_label=False,
+                    scale=4,
+                    elem_id="question",
+                    autofocus=True,
+                )
+                send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+            with gr.Accordion("Photo and corpora", open=False):
+                image = gr.Image(type="filepath", label="Photo asked with the question", height=160)
+                forced = gr.CheckboxGroup(
+                    [c.value for c in Corpus],
+                    label="Search only these corpora (none: the router decides)",
+                )
+            sources = gr.HTML(elem_id="sources")
+            inputs = [question, image, forced, chat]
+            outputs = [chat, route, sources, question]
+            question.submit(ask, inputs, outputs, concurrency_limit=1)
+            send.click(ask, inputs, outputs, concurrency_limit=1)
+        with gr.Tab("Ingest"):
+            files = gr.File(
+                file_count="multiple", label="Documents, images, videos", elem_id="files"
+            )
+            go = gr.Button("Ingest", variant="primary", elem_id="ingest")
+            status = gr.Markdown(elem_id="ingest-status")
+            go.click(ingest, [files], [status], concurrency_limit=1)
+        with gr.Tab("Corpora"):
+            table = gr.Dataframe(headers=["corpus", "items"], elem_id="corpora", interactive=False)
+            refresh = gr.Button("Refresh", elem_id="refresh")
+            refresh.click(corpora, None, table)
+            ui.load(corpora, None, table)
+    return ui
+
+
+def mount_ui(app: FastAPI, service: Service) -> FastAPI:
+    """Mount the UI at ``/ui``, sharing the API's model lock."""
+    lock = getattr(app.state, "model_lock", None) or threading.Lock()
+    blocks = build_ui(service, lock)
+    mounted: FastAPI = gr.mount_gradio_app(app, blocks, path="/ui", css=CSS)
+    return mounted
