@@ -15,18 +15,24 @@ Why the choices:
   that says whose fault it is (4xx: the request; 502: the LLM server; 503: not ready).
 - Media are served only when they belong to the index (a source file, or a thumbnail /
   keyframe under the data folder), with HTTP range requests so a ``<video>`` can seek.
+  With API keys on, the media links of an answer are signed (:class:`MediaLinks`):
+  ``<img>`` and ``<video>`` cannot send a Bearer header, and a signed link lets the
+  browser stream and seek a video instead of downloading it whole first. Media requests
+  do not count toward the rate limit: they follow an answer and cost no model work.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import io
 import json
 import threading
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,11 +224,70 @@ class RateLimiter:
         return None
 
 
-def media_url(path: str | None) -> str | None:
-    return f"{API}/media?path={quote(path, safe='')}" if path else None
+class MediaLinks:
+    """The URLs of a source's media; signed when the API has keys.
+
+    A signed link carries ``exp`` (unix seconds) and ``sig``, an HMAC-SHA256 of the
+    endpoint, path, page and expiry under a secret derived from the API keys: the same on
+    every replica configured with the same keys, void as soon as the keys change, and
+    never the key itself (a link can be shared in a page without leaking the key). Expiry
+    is rounded up to a whole ``ttl_s`` period and lies between one and two of them ahead,
+    so links to the same file stay identical for a while and the browser's cache works.
+    """
+
+    def __init__(
+        self, keys: Iterable[str] = (), ttl_s: int = 3600, clock: Callable[[], float] = time.time
+    ) -> None:
+        ordered = sorted(set(keys))
+        self._secret = (
+            hashlib.sha256("\n".join(["mmrag-media-v1", *ordered]).encode()).digest()
+            if ordered
+            else None
+        )
+        self.ttl_s = max(60, ttl_s)
+        self._clock = clock
+
+    @property
+    def signed(self) -> bool:
+        return self._secret is not None
+
+    def _sig(self, endpoint: str, path: str, page: int | str | None, exp: int) -> str:
+        assert self._secret is not None
+        message = f"{endpoint}\n{path}\n{'' if page is None else page}\n{exp}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
+
+    def _url(self, endpoint: str, path: str, page: int | None = None) -> str:
+        url = f"{API}/{endpoint}?path={quote(path, safe='')}"
+        if page is not None:
+            url += f"&page={page}"
+        if self._secret is not None:
+            exp = (int(self._clock()) // self.ttl_s + 2) * self.ttl_s
+            url += f"&exp={exp}&sig={self._sig(endpoint, path, page, exp)}"
+        return url
+
+    def media(self, path: str | None) -> str | None:
+        return self._url("media", path) if path else None
+
+    def page(self, path: str, page: int) -> str:
+        return self._url("page", path, page)
+
+    def valid(self, endpoint: str, path: str, page: int | str | None, exp: int, sig: str) -> bool:
+        """Whether ``sig`` signs this request and has not expired."""
+        if self._secret is None or exp < self._clock():
+            return False
+        return hmac.compare_digest(sig, self._sig(endpoint, path, page, exp))
 
 
-def source_json(n: int, hit: Hit, cited: bool, support: float | None = None) -> SourceOut:
+UNSIGNED = MediaLinks()
+
+
+def source_json(
+    n: int,
+    hit: Hit,
+    cited: bool,
+    support: float | None = None,
+    links: MediaLinks = UNSIGNED,
+) -> SourceOut:
     item = hit.item
     extra = item.extra
     t_start, t_end = extra.get("t_start"), extra.get("t_end")
@@ -242,21 +307,19 @@ def source_json(n: int, hit: Hit, cited: bool, support: float | None = None) -> 
         support=support,
         text=item.text,
         media=MediaOut(
-            file=media_url(original),
-            thumbnail=media_url(
+            file=links.media(original),
+            thumbnail=links.media(
                 extra.get("thumbnail") if isinstance(extra.get("thumbnail"), str) else None
             ),
-            keyframes=[u for k in extra.get("keyframes") or [] if (u := media_url(str(k)))],
-            page_image=(
-                f"{API}/page?path={quote(item.source, safe='')}&page={item.page}"
-                if is_pdf
-                else None
-            ),
+            keyframes=[u for k in extra.get("keyframes") or [] if (u := links.media(str(k)))],
+            page_image=links.page(item.source, item.page)
+            if is_pdf and item.page is not None
+            else None,
         ),
     )
 
 
-def answer_json(done: DoneEvent) -> AnswerOut:
+def answer_json(done: DoneEvent, links: MediaLinks = UNSIGNED) -> AnswerOut:
     a: Answer = done.answer
     support = {c.number: c.support for c in a.citations}
     return AnswerOut(
@@ -268,7 +331,7 @@ def answer_json(done: DoneEvent) -> AnswerOut:
             reason=done.route.reason,
         ),
         sources=[
-            source_json(s.number, s.hit, s.number in support, support.get(s.number))
+            source_json(s.number, s.hit, s.number in support, support.get(s.number), links)
             for s in a.sources
         ],
         invalid_markers=list(a.invalid_markers),
@@ -308,6 +371,8 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmrag-ingest")
     limiter = RateLimiter(s.rate_limit_per_minute)
     keys = set(s.api_keys)
+    links = MediaLinks(keys, s.media_link_ttl_s)
+    app.state.media_links = links  # the UI signs its source cards with the same links
     allowed = set(s.cors_origins)
     upload_dir = s.data_dir / "uploads"
 
@@ -366,7 +431,8 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
 
     # -- auth and rate limit ------------------------------------------------------------
 
-    def client(request: Request) -> str:
+    def authenticated(request: Request) -> str:
+        """Who is asking: ``key:...``, or ``ip:...`` when the API has no keys."""
         if keys:
             header = request.headers.get("authorization", "")
             scheme, _, token = header.partition(" ")
@@ -377,9 +443,11 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
                     "a valid API key is required: Authorization: Bearer <key>",
                     {"WWW-Authenticate": "Bearer"},
                 )
-            who = f"key:{token}"
-        else:
-            who = f"ip:{request.client.host if request.client else '?'}"
+            return f"key:{token}"
+        return f"ip:{request.client.host if request.client else '?'}"
+
+    def client(request: Request) -> str:
+        who = authenticated(request)
         wait = limiter.check(who)
         if wait is not None:
             raise ApiError(
@@ -391,6 +459,21 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
         return who
 
     guarded = [Depends(client)]
+
+    def media_client(
+        request: Request,
+        exp: Annotated[int | None, Query(description="Expiry of a signed link.")] = None,
+        sig: Annotated[str | None, Query(description="Signature of a signed link.")] = None,
+    ) -> None:
+        """A media request passes with a valid signed link or a key; no rate limit."""
+        q = request.query_params
+        endpoint = request.url.path.rsplit("/", 1)[-1]
+        target = (endpoint, q.get("path", ""), q.get("page", ""))
+        if keys and exp is not None and sig and links.valid(*target, exp, sig):
+            return
+        authenticated(request)
+
+    media_guarded = [Depends(media_client)]
 
     # -- health ------------------------------------------------------------------------
 
@@ -429,7 +512,8 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
                     )
                 elif isinstance(event, SourcesEvent):
                     sources = [
-                        source_json(n, h, False).model_dump() for n, h in enumerate(event.hits, 1)
+                        source_json(n, h, False, None, links).model_dump()
+                        for n, h in enumerate(event.hits, 1)
                     ]
                     yield sse("sources", sources)
                 elif isinstance(event, TokenEvent):
@@ -437,7 +521,7 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
                 elif isinstance(event, RetryEvent):
                     yield sse("retry", {"reason": event.reason})
                 elif isinstance(event, DoneEvent):
-                    yield sse("done", answer_json(event).model_dump())
+                    yield sse("done", answer_json(event, links).model_dump())
         except MmragError as e:
             code = "llm_unavailable" if isinstance(e, GenerationError) else "bad_input"
             yield sse("error", {"code": code, "message": str(e)})
@@ -455,7 +539,7 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         done = [e for e in events if isinstance(e, DoneEvent)]
-        return answer_json(done[-1])
+        return answer_json(done[-1], links)
 
     @app.post(
         f"{API}/ask",
@@ -534,7 +618,7 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
                         if isinstance(e, TokenEvent):
                             yield chunk({"content": e.text})
                         elif isinstance(e, DoneEvent):
-                            out = answer_json(e)
+                            out = answer_json(e, links)
                             yield chunk({}, "stop", sources=[x.model_dump() for x in out.sources])
                 except MmragError as err:
                     yield f"data: {json.dumps({'error': {'message': str(err)}})}\n\n"
@@ -542,7 +626,7 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
 
             return StreamingResponse(chunks(), media_type="text/event-stream")
         done = [e for e in events if isinstance(e, DoneEvent)][-1]
-        out = answer_json(done)
+        out = answer_json(done, links)
         return {
             "id": cid,
             "object": "chat.completion",
@@ -672,7 +756,7 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
     @app.get(
         f"{API}/media",
         tags=["media"],
-        dependencies=guarded,
+        dependencies=media_guarded,
         responses={**ERRORS, 404: {"model": ErrorOut}, 206: {"description": "A byte range."}},
     )
     def media(path: Annotated[str, Query(min_length=1)]) -> FileResponse:
@@ -682,7 +766,7 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
     @app.get(
         f"{API}/page",
         tags=["media"],
-        dependencies=guarded,
+        dependencies=media_guarded,
         responses={**ERRORS, 404: {"model": ErrorOut}, 200: {"content": {"image/png": {}}}},
     )
     def page_image(

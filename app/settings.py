@@ -168,7 +168,20 @@ class Settings(BaseSettings):
         description="Bearer keys the API requires (JSON list in the env); empty = no auth.",
     )
     rate_limit_per_minute: int = Field(
-        60, ge=0, description="Requests per minute per API key (or client address); 0 = off."
+        60,
+        ge=0,
+        description=(
+            "Requests per minute per API key (or client address); 0 = off. Media and page "
+            "images do not count."
+        ),
+    )
+    media_link_ttl_s: int = Field(
+        3600,
+        ge=60,
+        description=(
+            "With API keys, answers link media with signed URLs that a browser can load "
+            "without the key; they stay valid between one and two of these periods."
+        ),
     )
     cors_origins: list[str] = Field(
         default_factory=list,

@@ -15,13 +15,16 @@ import html
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from fastapi import FastAPI
 
 from app.service import DoneEvent, RetryEvent, RouteEvent, Service, SourcesEvent, TokenEvent
 from retrieval.base import Corpus
+
+if TYPE_CHECKING:
+    from app.api import MediaLinks
 
 CSS = """
 #sources { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 12px; }
@@ -79,8 +82,10 @@ def route_text(route: Any) -> str:
     return f"**Route:** {corpora} — {html.escape(route.reason)} (scores: {scores})"
 
 
-def build_ui(service: Service, lock: threading.Lock) -> gr.Blocks:
-    from app.api import source_json
+def build_ui(service: Service, lock: threading.Lock, links: MediaLinks | None = None) -> gr.Blocks:
+    from app.api import UNSIGNED, source_json
+
+    signer = links or UNSIGNED
 
     def ask(
         message: str, image: str | None, forced: list[str], history: list[dict[str, str]]
@@ -101,7 +106,10 @@ def build_ui(service: Service, lock: threading.Lock) -> gr.Blocks:
                     route = route_text(event.route)
                 elif isinstance(event, SourcesEvent):
                     cards = source_cards(
-                        [source_json(n, h, False) for n, h in enumerate(event.hits, 1)]
+                        [
+                            source_json(n, h, False, None, signer)
+                            for n, h in enumerate(event.hits, 1)
+                        ]
                     )
                 elif isinstance(event, TokenEvent):
                     answer += event.text
@@ -112,7 +120,9 @@ def build_ui(service: Service, lock: threading.Lock) -> gr.Blocks:
                     support = {c.number: c.support for c in a.citations}
                     cards = source_cards(
                         [
-                            source_json(x.number, x.hit, x.number in support, support.get(x.number))
+                            source_json(
+                                x.number, x.hit, x.number in support, support.get(x.number), signer
+                            )
                             for x in a.sources
                         ]
                     )
@@ -189,8 +199,25 @@ def build_ui(service: Service, lock: threading.Lock) -> gr.Blocks:
 
 
 def mount_ui(app: FastAPI, service: Service) -> FastAPI:
-    """Mount the UI at ``/ui``, sharing the API's model lock."""
+    """Mount the UI at ``/ui``, sharing the API's model lock and media links.
+
+    With API keys configured the UI is behind Gradio's login (any user name, an API key
+    as the password): otherwise it would be a way round the keys.
+    """
     lock = getattr(app.state, "model_lock", None) or threading.Lock()
-    blocks = build_ui(service, lock)
-    mounted: FastAPI = gr.mount_gradio_app(app, blocks, path="/ui", css=CSS)
+    links = getattr(app.state, "media_links", None)
+    keys = frozenset(service.settings.api_keys)
+
+    def login(_user: str, password: str) -> bool:
+        return password in keys
+
+    blocks = build_ui(service, lock, links)
+    mounted: FastAPI = gr.mount_gradio_app(
+        app,
+        blocks,
+        path="/ui",
+        css=CSS,
+        auth=login if keys else None,
+        auth_message="This mmrag server needs an API key: any user name, the key as password.",
+    )
     return mounted

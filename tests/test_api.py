@@ -10,12 +10,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import openai
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api import create_app
+from app.api import MediaLinks, create_app
 from app.service import Service
 from app.settings import Settings
 from generation.llamacpp import LlamaCppGenerator
@@ -233,6 +234,21 @@ def test_upload_ingests_as_a_job_with_progress(client: TestClient, tmp_path: Pat
     assert_error(client.get("/api/v1/jobs/nope"), 404, "not_found")
 
 
+def test_an_uploaded_file_name_cannot_escape_or_break_the_upload_folder(
+    client: TestClient,
+) -> None:
+    # A directory part, a NUL and a name longer than the file system allows: the file is
+    # still ingested, under a safe base name that keeps its type.
+    name = "../../" + "q" * 300 + "\x00.md"
+    body = b"# Quay\n\nThe Brattli quay is 212 metres long.\n"
+    r = client.post("/api/v1/ingest", files=[("files", (name, body, "text/markdown"))])
+    assert r.status_code == 202, r.text
+    job = wait_for_job(client, r.json()["id"])
+    assert job["status"] == "done", job
+    (saved,) = job["files"]
+    assert saved["status"] == "added" and saved["path"] == "q" * 197 + ".md"
+
+
 def test_upload_too_large_and_unsupported_type_are_refused(client: TestClient) -> None:
     big = b"a" * (1024 * 1024 + 10)
     assert_error(
@@ -284,6 +300,9 @@ def test_media_is_served_with_ranges_and_only_for_the_index(
     assert_error(client.get("/api/v1/media", params={"path": "/etc/passwd"}), 404, "not_found")
     sneaky = str(service.settings.data_dir / "media" / ".." / ".." / "store")
     assert_error(client.get("/api/v1/media", params={"path": sneaky}), 404, "not_found")
+    # A NUL byte (found by schemathesis) is the client's error, not a crash in resolve().
+    nul = {"path": pdf + "\x00", "page": 1}
+    assert_error(client.get("/api/v1/page", params=nul), 422, "invalid_request")
     page = client.get("/api/v1/page", params={"path": pdf, "page": 2})
     assert page.status_code == 200 and page.content.startswith(b"\x89PNG")
     assert_error(client.get("/api/v1/page", params={"path": pdf, "page": 9}), 404, "not_found")
@@ -361,6 +380,81 @@ def test_origins_not_on_the_allowlist_are_refused(guarded: TestClient) -> None:
         headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
     )
     assert_error(refused_preflight, 403, "origin_not_allowed")
+
+
+# --- signed media links; the UI behind a login -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def keyed(
+    tmp_path_factory: pytest.TempPathFactory,
+    encoder: SentenceTransformerEncoder,
+    llm: LlamaCppGenerator,
+    analyzer: ImageAnalyzer,
+    corpus: Path,
+) -> Iterator[TestClient]:
+    """An app with API keys, a rate limit of 2 a minute, and the UI mounted."""
+    root = tmp_path_factory.mktemp("keyed")
+    svc = make_service(root, encoder, llm, analyzer, api_keys=["k-one"], rate_limit_per_minute=2)
+    assert svc.ingest([corpus]).ok
+    with TestClient(create_app(svc)) as c:
+        yield c
+    svc.close()
+
+
+def test_answers_link_media_a_browser_can_load_without_the_key(keyed: TestClient) -> None:
+    body = keyed.post(
+        "/api/v1/ask",
+        json={"question": "When was the Zorblax reactor commissioned?", "corpora": ["paragraph"]},
+        headers={"Authorization": "Bearer k-one"},
+    ).json()
+    pdf = next(s for s in body["sources"] if s["source"].endswith("plant.pdf"))
+    page, file = pdf["media"]["page_image"], pdf["media"]["file"]
+    assert "&sig=" in page and "&sig=" in file and "k-one" not in page + file
+    # No Authorization header, and more requests than the rate limit (2) allows: media
+    # follow an answer and are not counted.
+    for _ in range(3):
+        assert keyed.get(page).content.startswith(b"\x89PNG")
+    part = keyed.get(file, headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206 and len(part.content) == 10 and part.content.startswith(b"%PDF")
+    # A signature covers its own file and page only, and its expiry.
+    assert_error(keyed.get(page.replace("page=2", "page=1")), 401, "unauthorized")
+    assert_error(keyed.get(page.replace("plant.pdf", "plant.PDF")), 401, "unauthorized")
+    assert_error(keyed.get(page[:-4] + "0000"), 401, "unauthorized")
+    exp = int(page.split("&exp=")[1].split("&")[0])
+    assert_error(keyed.get(page.replace(f"exp={exp}", f"exp={exp + 3600}")), 401, "unauthorized")
+    # Unsigned, the key still works.
+    plain = f"/api/v1/page?path={quote(pdf['source'], safe='')}&page=2"
+    assert_error(keyed.get(plain), 401, "unauthorized")
+    ok = keyed.get(plain, headers={"Authorization": "Bearer k-one"})
+    assert ok.status_code == 200
+
+
+def test_signed_links_expire_and_die_with_their_keys() -> None:
+    now = [1_000_000.0]
+    links = MediaLinks(["k-one"], ttl_s=600, clock=lambda: now[0])
+    url = links.page("/data/a.pdf", 3)
+    exp, sig = int(url.split("exp=")[1].split("&")[0]), url.split("sig=")[1]
+    assert now[0] + 600 <= exp <= now[0] + 1200  # between one and two periods ahead
+    assert links.valid("page", "/data/a.pdf", "3", exp, sig)
+    assert links.page("/data/a.pdf", 3) == url  # stable within a period: browser caches work
+    assert not MediaLinks(["k-two"]).valid("page", "/data/a.pdf", "3", exp, sig)
+    assert not MediaLinks().valid("page", "/data/a.pdf", "3", exp, sig)  # keys removed
+    now[0] = exp + 1
+    assert not links.valid("page", "/data/a.pdf", "3", exp, sig)
+    assert "sig=" not in (MediaLinks().media("/data/a.jpg") or "")
+
+
+def test_the_ui_needs_a_login_when_the_api_has_keys(keyed: TestClient) -> None:
+    keyed.cookies.clear()
+    assert keyed.get("/ui/config").status_code == 401
+    wrong = keyed.post("/ui/login", data={"username": "me", "password": "nope"})
+    assert wrong.status_code >= 400
+    assert keyed.get("/ui/config").status_code == 401
+    right = keyed.post("/ui/login", data={"username": "me", "password": "k-one"})
+    assert right.status_code == 200, right.text
+    assert keyed.get("/ui/config").status_code == 200
+    keyed.cookies.clear()
 
 
 def test_llm_server_down_is_a_502_and_a_stream_error_event(

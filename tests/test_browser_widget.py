@@ -319,6 +319,10 @@ def test_a_third_party_site_streams_an_answer_and_opens_the_video_at_its_time(
         " && Math.abs(v.currentTime - parseFloat(v.dataset.tStart)) < 1; }"
     )
     page.wait_for_function(at_start, timeout=30_000)
+    # The player streams the signed link (no blob: download of the whole file first).
+    src = video.get_attribute("src") or ""
+    assert src.startswith(f"{app.url}/api/v1/media?") and "&sig=" in src, src
+    assert any(e[1] == "/api/v1/media" and e[3] == 206 for e in app.recorder.seen)
 
     # Escape closes the source and gives the focus back to the citation.
     page.keyboard.press("Escape")
@@ -356,8 +360,9 @@ def test_an_image_citation_shows_the_picture(app: App, page: Any) -> None:
         f"() => {{ const i = {SHADOW}.querySelector('.viewer img');"
         " return i && i.complete && i.naturalWidth > 100; }"
     )
-    # Fetched with the key, shown from memory: <img> cannot send an Authorization header.
-    assert (picture.get_attribute("src") or "").startswith("blob:")
+    # <img> cannot send the Authorization header: the server's signed link loads it.
+    src = picture.get_attribute("src") or ""
+    assert src.startswith(f"{app.url}/api/v1/media?") and "&sig=" in src, src
 
 
 def test_a_site_off_the_allowlist_gets_a_readable_error(app: App, page: Any) -> None:

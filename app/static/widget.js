@@ -11,8 +11,10 @@
  *   also stops the page's inherited fonts and colours.
  * - Plain JS, no build step, no third-party requests: the server is the only peer.
  * - fetch() with a stream reader, not EventSource: the question is POSTed (with the key).
- * - With a key, media are fetched with the Authorization header and shown from blob: URLs,
- *   because <img>/<video> cannot send the header themselves.
+ * - With a key, the server signs the media links of an answer (exp, sig), so <img> and
+ *   <video> load them directly and a video streams and seeks with range requests. An
+ *   unsigned link (an older server) is fetched with the Authorization header and shown
+ *   from a blob: URL, because <img>/<video> cannot send the header themselves.
  * - Server text is only ever inserted as text nodes, never as HTML.
  */
 (() => {
@@ -247,12 +249,13 @@ input:focus { border-color: var(--link); outline: none; box-shadow: 0 0 0 2px va
     return `#t=${src.t_start}${end}`;
   }
 
-  // A media URL the page can load: the server's URL, or (with a key) a blob: URL of the
-  // bytes fetched with the Authorization header. Cached per URL.
+  // A media URL the page can load: the server's URL (signed when the server has keys), or
+  // for an unsigned one with a key, a blob: URL of the bytes fetched with the
+  // Authorization header. Cached per URL.
   const blobs = new Map();
   function mediaSrc(path) {
     const url = absolute(path);
-    if (!config.key) return Promise.resolve(url);
+    if (!config.key || /[?&]sig=/.test(url)) return Promise.resolve(url);
     if (!blobs.has(url)) {
       const promise = fetch(url, { headers: headers(), credentials: "omit" })
         .then((r) => {
