@@ -453,6 +453,21 @@ def bench_media(
         json_out.write_text(json.dumps(figures, indent=2))
 
 
+@bench_app.command("ocr")
+def bench_ocr(
+    data: Annotated[Path, typer.Option(help="Folder of PDFs with a text layer (the truth).")],
+    per_pdf: Annotated[int, typer.Option(help="Pages taken from each PDF.")] = 2,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Scanned-page OCR: seconds per page, and words recovered vs the real text layer."""
+    from app.bench import bench_ocr as run
+
+    figures = _run(lambda: run(data, per_pdf=per_pdf, console=err))
+    console.print_json(json.dumps(figures))
+    if json_out:
+        json_out.write_text(json.dumps(figures, indent=2))
+
+
 @bench_app.command("retrieval")
 def bench_retrieval(
     data: Annotated[Path, typer.Option(help="Folder with corpus.jsonl and queries.jsonl.")],

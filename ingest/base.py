@@ -59,6 +59,8 @@ class ParsedDocument:
     page_count: int | None = None
     warnings: tuple[str, ...] = ()
     images: tuple[ImageRef, ...] = ()
+    # 1-based pages with no text layer (scans): the ingest pipeline OCRs them.
+    untexted_pages: tuple[int, ...] = ()
 
     def page_text(self, page: int | None) -> str:
         return self.texts[0] if page is None else self.texts[page - 1]

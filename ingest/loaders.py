@@ -71,10 +71,10 @@ class PdfLoader:
 
     The page text is pdfium's text with wrapped lines joined into paragraphs (one
     paragraph per line of the stored text), so a page of an SEC filing becomes a few
-    dozen paragraphs rather than hundreds of lines. Pages without a text layer are
-    reported in ``warnings``; a PDF with no text at all raises ``EmptyDocumentError``
-    (scanned documents need OCR). Loading is serialised by a lock because pdfium is not
-    thread-safe.
+    dozen paragraphs rather than hundreds of lines. Pages without a text layer (scans)
+    are listed in ``untexted_pages`` and ``warnings``; the ingest pipeline reads them by
+    OCR (:func:`with_page_texts`) and refuses the file if no text is found at all.
+    Loading is serialised by a lock because pdfium is not thread-safe.
     """
 
     suffixes: frozenset[str] = frozenset({".pdf"})
@@ -108,15 +108,9 @@ class PdfLoader:
         )
         if not texts:
             raise EmptyDocumentError(f"{path}: the PDF has no pages")
-        if not sections:
-            raise EmptyDocumentError(
-                f"{path}: no text layer on any of its {len(texts)} pages "
-                "(a scanned PDF? OCR is not available yet)"
-            )
         warnings: tuple[str, ...] = ()
         if missing:
-            listed = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
-            warnings = (f"{len(missing)} of {len(texts)} pages had no text layer ({listed})",)
+            warnings = (_untexted_warning(missing, len(texts)),)
         # A PDF without a metadata title usually starts with boilerplate ("UNITED STATES",
         # "Table of Contents"): the file name names it better.
         title = _clean_title(metadata_title) or path.stem
@@ -128,7 +122,43 @@ class PdfLoader:
             texts=tuple(texts),
             page_count=len(texts),
             warnings=warnings,
+            untexted_pages=tuple(missing),
         )
+
+
+def _untexted_warning(pages: Sequence[int], total: int) -> str:
+    listed = ", ".join(map(str, pages[:10])) + (", ..." if len(pages) > 10 else "")
+    return f"{len(pages)} of {total} pages had no text layer ({listed})"
+
+
+def with_page_texts(doc: ParsedDocument, found: Mapping[int, str], how: str) -> ParsedDocument:
+    """``doc`` with the text of some untexted pages filled in (``found``: page -> text,
+    e.g. by OCR); sections stay in page order. ``how`` names the method in the warnings."""
+    found = {p: t for p, t in found.items() if p in doc.untexted_pages and t.strip()}
+    if not found:
+        return doc
+    texts = list(doc.texts)
+    added = []
+    for page, raw in found.items():
+        texts[page - 1] = text = _join_pdf_lines(raw)
+        added += [
+            Section(text=text[a:b], page=page, heading=(), char_start=a)
+            for a, b in _line_spans(text)
+        ]
+    sections = sorted((*doc.sections, *added), key=lambda x: (x.page or 0, x.char_start))
+    still = [p for p in doc.untexted_pages if p not in found]
+    total = len(texts)
+    warnings = [w for w in doc.warnings if "had no text layer" not in w]
+    warnings.append(f"{len(found)} of {total} pages read by {how}")
+    if still:
+        warnings.append(_untexted_warning(still, total))
+    return dataclasses.replace(
+        doc,
+        sections=tuple(sections),
+        texts=tuple(texts),
+        warnings=tuple(warnings),
+        untexted_pages=tuple(still),
+    )
 
 
 class DocxLoader:

@@ -9,7 +9,7 @@ documents never loads the CNN, the OCR or whisper.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -196,18 +196,22 @@ class MediaIngest:
         *,
         doc: Any = None,
         min_side: int = 128,
+        skip_pages: Collection[int] = (),
     ) -> MediaItems:
         """The images embedded in a PDF, as ``image`` items with their page and document.
 
         Images smaller than ``min_side`` pixels on either side (logos, rules, bullets) are
-        skipped; an image pdfium cannot decode is a warning, not a failure of the PDF.
+        skipped, as are those on ``skip_pages`` (scanned pages whose text was read by OCR:
+        the picture is the page itself); an image pdfium cannot decode is a warning, not
+        a failure of the PDF.
         With ``doc`` (the PDF's ParsedDocument) the start of the figure's page text is
         its caption: the words around a figure usually say what it shows.
         """
         found: list[tuple[int, Any]] = []
         warnings: list[str] = []
         for page, image in _pdf_images(path, min_side, warnings):
-            found.append((page, image))
+            if page not in skip_pages:
+                found.append((page, image))
         if not found:
             return MediaItems({}, {}, tuple(warnings))
         analyses = self.images.analyze([image for _, image in found])
@@ -228,6 +232,28 @@ class MediaIngest:
         return MediaItems(
             {Corpus.IMAGE: items}, {Corpus.IMAGE: self._visual(images, analyses)}, tuple(warnings)
         )
+
+    def ocr_pages(
+        self,
+        path: Path,
+        pages: Sequence[int],
+        step: Callable[[float], None] | None = None,
+    ) -> dict[int, str]:
+        """The text of PDF pages without a text layer (scans), read by OCR.
+
+        Each page is rendered at 200 dpi, a common scanning resolution (longer side at
+        most 2400 px, so that a poster stays bounded), and read by the analyser's page
+        OCR (:meth:`ImageAnalyzer.read_page`).
+        ``step`` gets the fraction done after each page: a long scan takes a while.
+        """
+        found: dict[int, str] = {}
+        for n, page in enumerate(pages, 1):
+            image = _render_pdf_page(path, page)
+            if image is not None:
+                found[page] = self.images.read_page(image)
+            if step is not None:
+                step(n / len(pages))
+        return found
 
     def linked_images(
         self,
@@ -365,6 +391,28 @@ def _pdf_images(path: Path, min_side: int, warnings: list[str]) -> list[tuple[in
         finally:
             pdf.close()
     return out
+
+
+def _render_pdf_page(path: Path, page: int, dpi: float = 200, max_side: int = 2400) -> Any:
+    """Page ``page`` (1-based) of a PDF as an RGB image, or None if pdfium cannot render it."""
+    import pypdfium2 as pdfium
+
+    from ingest.loaders import PDFIUM_LOCK
+
+    with PDFIUM_LOCK:  # pdfium is not thread-safe
+        pdf = pdfium.PdfDocument(str(path))
+        try:
+            handle = pdf[page - 1]
+            try:
+                width, height = handle.get_size()  # points, 1/72 inch
+                scale = min(dpi / 72, max_side / max(width, height, 1.0))
+                return handle.render(scale=scale).to_pil().convert("RGB")
+            finally:
+                handle.close()
+        except pdfium.PdfiumError:
+            return None
+        finally:
+            pdf.close()
 
 
 def _page_words(doc: Any, page: int, words: int = 40) -> str:

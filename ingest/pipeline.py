@@ -25,10 +25,10 @@ import numpy as np
 from ingest.base import Loader, ParsedDocument, Passage, loaders_by_suffix
 from ingest.chunking import chunk
 from ingest.images import IMAGE_SUFFIXES
-from ingest.loaders import default_loaders, load_file
+from ingest.loaders import default_loaders, load_file, with_page_texts
 from ingest.media import MEDIA_SUFFIXES, MediaIngest
 from retrieval.base import Corpus, Item, item_id
-from retrieval.errors import LoaderError, MmragError
+from retrieval.errors import EmptyDocumentError, LoaderError, MmragError
 from retrieval.index import Index
 
 
@@ -212,7 +212,7 @@ class Ingestor:
                 emit(result)
                 continue
             try:
-                doc = load_file(path, self.loaders, also=self.suffixes)
+                doc, read_by_ocr = self._load(path, source, step)
                 item = self._items(source, digest, doc, replaces=bool(stored))
             except MmragError as e:
                 emit(FileResult(source, FileStatus.FAILED, message=str(e)))
@@ -228,7 +228,7 @@ class Ingestor:
                 continue
             if self.media is not None and (path.suffix.lower() == ".pdf" or doc.images):
                 item.figures, item.figure_warnings = self._figures(
-                    path, source, digest, item.document.id, doc
+                    path, source, digest, item.document.id, doc, read_by_ocr
                 )
             pending.append(item)
             queued += len(item.passages)
@@ -240,8 +240,35 @@ class Ingestor:
 
     # -- internals -----------------------------------------------------------------
 
+    def _load(
+        self, path: Path, source: str, step: StepFn | None
+    ) -> tuple[ParsedDocument, frozenset[int]]:
+        """Load a document; read the pages of a PDF that have no text layer by OCR.
+
+        Returns the document and the pages whose text OCR supplied. A PDF with no text
+        at all, even after OCR, is refused with a message that says so.
+        """
+        doc = load_file(path, self.loaders, also=self.suffixes)
+        pages = doc.untexted_pages
+        before = set(pages)
+        if pages and self.media is not None:
+            on_step = None if step is None else (lambda f: step(source, f))
+            doc = with_page_texts(doc, self.media.ocr_pages(path, pages, on_step), "OCR")
+        if not doc.sections and pages:
+            why = "and OCR found no text on them" if self.media else "(a scan; OCR is off)"
+            raise EmptyDocumentError(
+                f"{path}: no text layer on any of its {len(pages)} pages {why}"
+            )
+        return doc, frozenset(before - set(doc.untexted_pages))
+
     def _figures(
-        self, path: Path, source: str, digest: str, document_id: str, doc: ParsedDocument
+        self,
+        path: Path,
+        source: str,
+        digest: str,
+        document_id: str,
+        doc: ParsedDocument,
+        read_by_ocr: frozenset[int] = frozenset(),
     ) -> tuple[int, tuple[str, ...]]:
         """Store a document's pictures as image items (one that fails is only skipped).
 
@@ -250,7 +277,9 @@ class Ingestor:
         assert self.media is not None
         try:
             found = (
-                self.media.pdf_figures(path, source, digest, document_id, doc=doc)
+                self.media.pdf_figures(
+                    path, source, digest, document_id, doc=doc, skip_pages=read_by_ocr
+                )
                 if path.suffix.lower() == ".pdf"
                 else self.media.linked_images(path, doc.images, source, digest, document_id)
             )

@@ -25,6 +25,7 @@ from ingest.images import (
     image_text,
     open_image,
     read_exif,
+    respace,
     tags_text,
 )
 from retrieval.errors import EmptyDocumentError, LoaderError
@@ -258,3 +259,16 @@ def test_tags_of_real_photos_name_what_is_in_them(analyzer: ImageAnalyzer) -> No
     # Search by image: a photo is nearer to itself than to the others.
     sims = np.stack([r.features for r in results]) @ results[0].features
     assert int(np.argmax(sims)) == 0
+
+
+def test_respace_puts_back_the_spaces_ocr_drops() -> None:
+    assert respace("TableofContents") == "Table of Contents"
+    assert (
+        respace("accountingprinciplesgenerallyacceptedintheUnitedStates(U.S.GAAP)")
+        == "accounting principles generally accepted in the United States(U.S.GAAP)"
+    )
+    # Words, names and numbers are left as they are.
+    assert respace("The Zorblax reactor, NIKE 2021 FORM 10-K") == (
+        "The Zorblax reactor, NIKE 2021 FORM 10-K"
+    )
+    assert respace("responsibilities") == "responsibilities"

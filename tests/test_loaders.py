@@ -17,6 +17,7 @@ from ingest.loaders import (
     TextLoader,
     default_loaders,
     load_file,
+    with_page_texts,
 )
 from retrieval.errors import EmptyDocumentError, LoaderError, UnsupportedTypeError
 
@@ -158,10 +159,29 @@ def test_pdf_page_without_text_is_a_warning(tmp_path: Path) -> None:
     assert any("1 of 2 pages had no text layer (2)" in w for w in doc.warnings)
 
 
-def test_pdf_without_any_text_layer(tmp_path: Path) -> None:
+def test_pdf_without_any_text_layer_lists_its_pages_for_ocr(tmp_path: Path) -> None:
     path = write_pdf(tmp_path / "scan.pdf", [[], []])
-    with pytest.raises(EmptyDocumentError, match=r"scan\.pdf: no text layer"):
-        load_file(path, LOADERS)
+    doc = load_file(path, LOADERS)
+    assert doc.sections == () and doc.untexted_pages == (1, 2)
+    assert doc.warnings == ("2 of 2 pages had no text layer (1, 2)",)
+
+
+def test_page_texts_found_later_fill_the_untexted_pages(tmp_path: Path) -> None:
+    path = write_pdf(tmp_path / "mixed.pdf", [[], ["Typed page."], []])
+    doc = load_file(path, LOADERS)
+    assert doc.untexted_pages == (1, 3)
+    scan = "The Brattli quay was rebuilt in 2011 and is now\n212 metres long. Ships up to"
+    filled = with_page_texts(doc, {1: scan + "\nnine metres.", 2: "ignored", 3: " "}, "OCR")
+    assert filled.untexted_pages == (3,)  # page 3's text was blank: still untexted
+    pages = [s.page for s in filled.sections]
+    assert pages == sorted(pages) and set(pages) == {1, 2}  # page order kept
+    assert filled.page_text(1).startswith("The Brattli quay") and "212 metres" in filled.page_text(
+        1
+    )
+    assert filled.page_text(2) == "Typed page."  # a page with a text layer is not replaced
+    assert filled.warnings == ("1 of 3 pages read by OCR", "1 of 3 pages had no text layer (3)")
+    assert_offsets(filled)
+    assert with_page_texts(doc, {}, "OCR") is doc
 
 
 def test_random_bytes_are_not_a_pdf(tmp_path: Path) -> None:

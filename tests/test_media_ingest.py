@@ -201,6 +201,66 @@ def test_pdf_figures_become_images_with_their_page(ingestor: Ingestor, tmp_path:
     assert new_figure.content_hash != figure_item.content_hash
 
 
+QUAY = [
+    "Harbour Authority of Vardholm",
+    "The Brattli quay was rebuilt in 2011 and is now",
+    "212 metres long. Ships up to 9 metres draught can",
+    "berth there at any tide.",
+]
+
+
+def scanned_pdf(path: Path, pages: list[list[str]]) -> Path:
+    """A PDF of page images only (no text layer), as a scanner writes it: 200 dpi, a
+    slight skew; a page without lines is a blank sheet."""
+    sheets = []
+    font = ImageFont.load_default(size=40)
+    for lines in pages:
+        sheet = Image.new("L", (1700, 2200), 255)
+        draw = ImageDraw.Draw(sheet)
+        for n, line in enumerate(lines):
+            draw.text((150, 200 + 70 * n), line, fill=0, font=font)
+        sheets.append(sheet.rotate(0.7, fillcolor=255))
+    sheets[0].save(path, resolution=200, save_all=True, append_images=sheets[1:])
+    return path
+
+
+def test_a_scanned_pdf_is_read_by_ocr(ingestor: Ingestor, tmp_path: Path) -> None:
+    path = scanned_pdf(tmp_path / "harbour.pdf", [[], QUAY])
+    steps: list[float] = []
+    report = ingestor.ingest([path], step=lambda _s, f: steps.append(f))
+    (result,) = report.files
+    assert result.status is FileStatus.ADDED, result
+    assert "1 of 2 pages read by OCR" in " ".join(result.warnings)
+    assert "1 of 2 pages had no text layer (1)" in " ".join(result.warnings)  # the blank one
+    assert steps == [0.5, 1.0]  # one step per page read
+    store = ingestor.index.store
+    passages = store.items_of(Corpus.PARAGRAPH, str(path.resolve()))
+    assert {p.page for p in passages} == {2}
+    assert "212 metres" in " ".join(p.text for p in passages)
+    (hit,) = top(ingestor, "How long is the Brattli quay?", Corpus.PARAGRAPH)[:1]
+    assert hit.page == 2  # type: ignore[attr-defined]
+    # The page read by OCR is the page itself, not a figure on it; the blank sheet's
+    # image stays a picture (nothing was read from it).
+    assert [i.page for i in store.items_of(Corpus.IMAGE, str(path.resolve()))] == [1]
+
+
+def test_a_scan_without_any_text_fails_clearly(
+    ingestor: Ingestor, tmp_path: Path, encoder: SentenceTransformerEncoder
+) -> None:
+    kept = tmp_path / "kept.md"
+    kept.write_text("# Kept\n\nThis note was stored before.\n", encoding="utf-8")
+    assert ingestor.ingest([kept]).ok
+    blank = scanned_pdf(tmp_path / "blank.pdf", [[], []])
+    (result,) = ingestor.ingest([blank]).files
+    assert result.status is FileStatus.FAILED
+    assert "no text layer on any of its 2 pages and OCR found no text" in result.message
+    assert ingestor.index.store.items_of(Corpus.PARAGRAPH, str(kept.resolve()))
+    # Without the media stage (no OCR) the message says why.
+    text_only = Ingestor(Index(EdgeStore(tmp_path / "text-only"), encoder))
+    (result,) = text_only.ingest([scanned_pdf(tmp_path / "quay.pdf", [QUAY])]).files
+    assert result.status is FileStatus.FAILED and "OCR is off" in result.message
+
+
 def test_pictures_shown_by_a_web_page_are_images_with_its_words(
     ingestor: Ingestor, folder: Path, tmp_path: Path
 ) -> None:
