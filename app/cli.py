@@ -67,8 +67,12 @@ def _service() -> Any:
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (walked recursively).")],
+    prune: Annotated[
+        bool,
+        typer.Option(help="Also remove indexed files that are gone from these folders."),
+    ] = False,
 ) -> None:
-    """Ingest documents (PDF, Markdown, HTML, text, Word) into the index."""
+    """Ingest documents, images and videos into the index."""
     from ingest.pipeline import FileResult, FileStatus, walk
 
     service = _service()
@@ -106,7 +110,7 @@ def ingest(
 
         _ = service.index  # load the encoder while the bar says so
         progress.update(task, description="")
-        report = _run(lambda: service.ingest(paths, on_file, on_step))
+        report = _run(lambda: service.ingest(paths, on_file, on_step, prune=prune))
         if "task" in current:
             progress.remove_task(current["task"])
     _ingest_summary(report)
@@ -137,7 +141,7 @@ def _ingest_summary(report: Any) -> None:
             console.print(f"[yellow]warning[/] {Path(f.path).name}: {w}")
         if f.status is FileStatus.FAILED:
             console.print(f"[red]failed[/] {f.message}")
-        elif f.status is FileStatus.SKIPPED:
+        elif f.status in (FileStatus.SKIPPED, FileStatus.REMOVED):
             console.print(f"[dim]{f.message}[/]")
 
 

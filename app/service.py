@@ -228,19 +228,17 @@ class Service:
         paths: Sequence[Path | str],
         progress: ProgressFn | None = None,
         step: StepFn | None = None,
+        *,
+        prune: bool = False,
     ) -> IngestReport:
         self._known.clear()
-        return self.ingestor.ingest(paths, progress, step)
+        return self.ingestor.ingest(paths, progress, step, prune=prune)
 
     def delete_source(self, source: str) -> bool:
-        """Remove every item of ``source`` from every corpus; False if it had none."""
+        """Remove every item of ``source`` from every corpus, and the thumbnails and
+        keyframes made for it; False if it had none."""
         self._known.clear()
-        found = False
-        for corpus in Corpus:
-            if self.store.exists(corpus) and self.store.items_of(corpus, source):
-                self.store.delete_source(corpus, source)
-                found = True
-        return found
+        return self.ingestor.remove_source(source)
 
     def is_source(self, path: str) -> bool:
         """Whether ``path`` is a source of the index (cached until the index changes)."""

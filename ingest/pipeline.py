@@ -38,6 +38,7 @@ class FileStatus(StrEnum):
     UNCHANGED = "unchanged"
     SKIPPED = "skipped"  # found in a folder, of a type mmrag does not read
     FAILED = "failed"
+    REMOVED = "removed"  # gone from an ingested folder (``prune``): its items deleted
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,21 @@ class _Pending:
     vectors: list[np.ndarray] = field(default_factory=list)
     figures: int = 0
     figure_warnings: tuple[str, ...] = ()
+
+
+def _vanished(roots: Iterable[Path], known: Iterable[str]) -> list[str]:
+    """Indexed sources inside the folders ``roots`` that no longer exist on disk."""
+    folders = [r.resolve() for r in roots if r.is_dir()]
+    return sorted(
+        s for s in known if any(Path(s).is_relative_to(f) for f in folders) and not Path(s).exists()
+    )
+
+
+def _media_files(item: Item) -> list[str]:
+    """The files mmrag wrote for an item: its thumbnail and keyframes."""
+    extra = item.extra
+    names = [extra["thumbnail"]] if isinstance(extra.get("thumbnail"), str) else []
+    return names + [str(k) for k in extra.get("keyframes") or []]
 
 
 def file_sha256(path: Path) -> str:
@@ -146,9 +162,12 @@ class Ingestor:
         paths: Sequence[Path | str],
         progress: ProgressFn | None = None,
         step: StepFn | None = None,
+        *,
+        prune: bool = False,
     ) -> IngestReport:
         """Ingest files and folders (recursively); ``progress`` is called once per file,
-        ``step`` as a long file (a video) is analysed."""
+        ``step`` as a long file (a video) is analysed. With ``prune``, sources of the
+        index inside the given folders that are gone from disk are removed."""
         start = time.perf_counter()
         self.index.check()
         # One item per file in these corpora carries the file's hash.
@@ -236,7 +255,51 @@ class Ingestor:
                 embedded += self._flush(pending, emit)
                 pending, queued = [], 0
         embedded += self._flush(pending, emit)
+        if prune:
+            for source in _vanished(named, known):
+                self.remove_source(source)
+                emit(
+                    FileResult(
+                        source,
+                        FileStatus.REMOVED,
+                        message=f"{source}: gone from disk, removed from the index",
+                    )
+                )
         return IngestReport(tuple(results), time.perf_counter() - start, embedded)
+
+    def remove_source(self, source: str) -> bool:
+        """Delete every item of ``source`` from every corpus, then its thumbnails and
+        keyframes; False if the index had none. Items go first: a crash in between
+        leaves unused files, never items that point at missing ones."""
+        store = self.index.store
+        removed: list[Item] = []
+        for corpus in Corpus:
+            if store.exists(corpus) and (items := store.items_of(corpus, source)):
+                store.delete_source(corpus, source)
+                removed += items
+        self._unlink_media({f for item in removed for f in _media_files(item)})
+        return bool(removed)
+
+    def _drop_stale(self, corpus: Corpus, source: str, keep_hash: str) -> None:
+        """Delete the items of an older version of ``source``, then the thumbnails and
+        keyframes only they used."""
+        store = self.index.store
+        if not store.exists(corpus):
+            return
+        items = store.items_of(corpus, source)
+        store.delete_stale(corpus, source, keep_hash)
+        kept = {f for i in items if i.content_hash == keep_hash for f in _media_files(i)}
+        stale = {f for i in items if i.content_hash != keep_hash for f in _media_files(i)}
+        self._unlink_media(stale - kept)
+
+    def _unlink_media(self, names: Iterable[str]) -> None:
+        if self.media is None:
+            return
+        root = self.media.media_dir.resolve()
+        for name in names:
+            path = Path(name).resolve()
+            if path.is_relative_to(root):  # never a user's own file
+                path.unlink(missing_ok=True)
 
     # -- internals -----------------------------------------------------------------
 
@@ -312,7 +375,7 @@ class Ingestor:
             vectors[corpus] = self.index.add(items, dense, found.visual.get(corpus))
         if replaces:
             for corpus in (Corpus.IMAGE, Corpus.CLIP, Corpus.VIDEO):
-                self.index.store.delete_stale(corpus, source, digest)
+                self._drop_stale(corpus, source, digest)
         primary = found.corpus_items.get(Corpus.CLIP) or found.corpus_items.get(Corpus.IMAGE, [])
         return FileResult(
             source,
@@ -390,8 +453,9 @@ class Ingestor:
         self.index.add(documents, np.stack(doc_vectors).astype(np.float32))
         for p in pending:
             if p.replaces:
-                for corpus in (Corpus.PARAGRAPH, Corpus.DOCUMENT, Corpus.IMAGE):
+                for corpus in (Corpus.PARAGRAPH, Corpus.DOCUMENT):
                     self.index.store.delete_stale(corpus, p.path, p.content_hash)
+                self._drop_stale(Corpus.IMAGE, p.path, p.content_hash)  # its figures
             emit(
                 FileResult(
                     p.path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,15 @@ def test_ingest_collections_ask(tmp_path: Path, env: dict[str, str]) -> None:
     assert "paragraph" in result["route"]["reason"]
     top = result["sources"][0]
     assert (Path(top["source"]).name, top["page"]) == ("plant.pdf", 2)
+
+    # A file deleted from the folder leaves the index with --prune.
+    (docs / "plant.pdf").unlink()
+    (docs / "broken.pdf").unlink()
+    pruned = run(["ingest", "--prune", str(docs)], env, tmp_path)
+    assert pruned.returncode == 0, pruned.stderr
+    assert "removed" in pruned.stdout and "gone from disk" in pruned.stdout
+    counts = run(["collections"], env, tmp_path)
+    assert re.search(r"paragraph\W+0\b", counts.stdout), counts.stdout  # its passages went
 
 
 def test_errors_are_one_sentence_with_exit_code_2(tmp_path: Path, env: dict[str, str]) -> None:

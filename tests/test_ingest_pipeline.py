@@ -211,3 +211,31 @@ def test_ingest_into_collection_of_another_encoder_is_refused(
     with pytest.raises(EncoderMismatchError, match="e5-small"):
         Ingestor(Index(store, encoder)).ingest([docs])
     assert store.count(Corpus.PARAGRAPH) == 0
+
+
+def test_prune_removes_files_gone_from_an_ingested_folder(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    docs = make_folder(tmp_path)
+    elsewhere = tmp_path / "elsewhere.md"
+    elsewhere.write_text("# Elsewhere\n\nThe Kvistad orchard grows 41 kinds of apple.\n")
+    assert ingestor.ingest([docs, elsewhere]).ok
+    notes = docs / "sub" / "notes.txt"
+    notes.unlink()
+    elsewhere.unlink()  # named as a file, not inside an ingested folder: left alone
+    kept = ingestor.ingest([docs])
+    assert FileStatus.REMOVED not in by_name(kept).values()  # no prune: nothing removed
+    assert ingestor.index.store.items_of(Corpus.DOCUMENT, str(notes.resolve()))
+    pruned = ingestor.ingest([docs], prune=True)
+    assert by_name(pruned) == {
+        "guide.md": FileStatus.UNCHANGED,
+        "policy.docx": FileStatus.UNCHANGED,
+        "report.pdf": FileStatus.UNCHANGED,
+        "notes.txt": FileStatus.REMOVED,
+    }
+    assert pruned.ok
+    store = ingestor.index.store
+    for corpus in (Corpus.PARAGRAPH, Corpus.DOCUMENT):
+        assert not store.items_of(corpus, str(notes.resolve()))
+        assert store.items_of(corpus, str(elsewhere.resolve()))
+    assert ingestor.index.counts()[Corpus.DOCUMENT] == 4

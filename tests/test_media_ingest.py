@@ -131,6 +131,21 @@ def test_bad_media_is_reported_and_nothing_is_lost(ingestor: Ingestor, tmp_path:
 
 
 @needs_espeak
+def test_removing_a_source_deletes_its_thumbnails_but_never_the_file(
+    ingestor: Ingestor, folder: Path, tmp_path: Path
+) -> None:
+    photo = tmp_path / "sign.png"
+    shutil.copy(folder / "scan.png", photo)
+    assert ingestor.ingest([photo]).ok
+    (item,) = ingestor.index.store.items_of(Corpus.IMAGE, str(photo.resolve()))
+    thumb = Path(item.extra["thumbnail"])
+    assert thumb.is_file()
+    assert ingestor.remove_source(str(photo.resolve()))
+    assert not ingestor.index.store.items_of(Corpus.IMAGE, str(photo.resolve()))
+    assert not thumb.exists() and photo.is_file()
+    assert not ingestor.remove_source(str(photo.resolve()))  # nothing left to remove
+
+
 def test_answer_cites_the_clip_at_its_time(
     tmp_path: Path,
     encoder: SentenceTransformerEncoder,
@@ -199,6 +214,9 @@ def test_pdf_figures_become_images_with_their_page(ingestor: Ingestor, tmp_path:
     assert [f.status for f in again.files] == [FileStatus.UPDATED]
     (new_figure,) = store.items_of(Corpus.IMAGE, str(path.resolve()))
     assert new_figure.content_hash != figure_item.content_hash
+    # ... and the old figure's thumbnail goes with it.
+    assert Path(new_figure.extra["thumbnail"]).is_file()
+    assert not Path(figure_item.extra["thumbnail"]).exists()
 
 
 QUAY = [
