@@ -659,9 +659,13 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
             )
             job.progress = min(len(job.results) / total, 1.0)
 
+        def on_step(_path: str, fraction: float) -> None:
+            # Within a long file (a video, a scanned PDF): progress moves before it ends.
+            job.progress = min((len(job.results) + fraction) / total, 0.999)
+
         try:
             with lock:
-                svc.ingest(job.files, progress=on_file)
+                svc.ingest(job.files, progress=on_file, step=on_step)
             job.status, job.progress = "done", 1.0
         except Exception as e:  # the job reports it; the server goes on
             job.status, job.message = "failed", f"{type(e).__name__}: {e}"

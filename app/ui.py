@@ -150,8 +150,11 @@ def build_ui(service: Service, lock: threading.Lock, links: MediaLinks | None = 
             lines.append(f"- {Path(result.path).name}: **{result.status.value}**{detail}")
             progress(len(lines) / len(paths), desc=Path(result.path).name)
 
+        def on_step(path: str, fraction: float) -> None:  # inside a video or a scan
+            progress(min((len(lines) + fraction) / len(paths), 0.999), desc=Path(path).name)
+
         with lock:
-            report = service.ingest(paths, progress=on_file)
+            report = service.ingest(paths, progress=on_file, step=on_step)
         head = "Ingested." if report.ok else "Ingested, with failures."
         return head + "\n\n" + "\n".join(lines)
 

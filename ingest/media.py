@@ -249,7 +249,7 @@ class MediaIngest:
         found: dict[int, str] = {}
         for n, page in enumerate(pages, 1):
             image = _render_pdf_page(path, page)
-            if image is not None:
+            if image is not None and not _blank(image):  # blank sheets cost no OCR
                 found[page] = self.images.read_page(image)
             if step is not None:
                 step(n / len(pages))
@@ -391,6 +391,16 @@ def _pdf_images(path: Path, min_side: int, warnings: list[str]) -> list[tuple[in
         finally:
             pdf.close()
     return out
+
+
+def _blank(image: Any, ink: float = 0.001) -> bool:
+    """Whether a rendered page is an empty sheet: under 0.1 % of its pixels dark.
+
+    Filings and scans are full of them (a page left blank on purpose, a scanned back
+    side); OCR would spend seconds on each to find nothing.
+    """
+    grey = np.asarray(image.convert("L"))
+    return bool((grey < 128).mean() < ink)
 
 
 def _render_pdf_page(path: Path, page: int, dpi: float = 200, max_side: int = 2400) -> Any:

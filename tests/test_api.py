@@ -208,10 +208,15 @@ def test_openai_client_gets_an_answer_with_sources(client: TestClient) -> None:
 # --- ingest -----------------------------------------------------------------------------------
 
 
-def wait_for_job(client: TestClient, job_id: str, deadline_s: float = 120) -> dict[str, Any]:
+def wait_for_job(
+    client: TestClient, job_id: str, deadline_s: float = 120, seen: list[float] | None = None
+) -> dict[str, Any]:
+    """Poll a job until it ends; ``seen`` collects the progress values observed."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         job = client.get(f"/api/v1/jobs/{job_id}").json()
+        if seen is not None:
+            seen.append(job["progress"])
         if job["status"] in ("done", "failed"):
             return dict(job)
         time.sleep(0.2)  # polling a job, as a client would; not a timing assertion
@@ -247,6 +252,22 @@ def test_an_uploaded_file_name_cannot_escape_or_break_the_upload_folder(
     assert job["status"] == "done", job
     (saved,) = job["files"]
     assert saved["status"] == "added" and saved["path"] == "q" * 197 + ".md"
+
+
+def test_a_scanned_upload_reports_progress_within_the_file(
+    client: TestClient, tmp_path: Path
+) -> None:
+    from tests.test_media_ingest import QUAY, scanned_pdf
+
+    scan = scanned_pdf(tmp_path / "quay-scan.pdf", [QUAY, QUAY[1:]]).read_bytes()
+    r = client.post("/api/v1/ingest", files=[("files", ("quay-scan.pdf", scan, "application/pdf"))])
+    assert r.status_code == 202, r.text
+    seen: list[float] = []
+    job = wait_for_job(client, r.json()["id"], seen=seen)
+    assert job["status"] == "done", job
+    assert "2 of 2 pages read by OCR" in job["files"][0]["detail"]
+    # One file, two pages read one after the other: progress moved before the file ended.
+    assert any(0 < p < 1 for p in seen), seen
 
 
 def test_upload_too_large_and_unsupported_type_are_refused(client: TestClient) -> None:

@@ -16,7 +16,7 @@ from app.service import Service
 from app.settings import Settings
 from generation.llamacpp import LlamaCppGenerator
 from ingest.images import ImageAnalyzer, open_image
-from ingest.media import CnnImageEncoder, MediaIngest, visual_encoder_info
+from ingest.media import CnnImageEncoder, MediaIngest, _blank, visual_encoder_info
 from ingest.pipeline import FileStatus, Ingestor
 from ingest.video import SpeechRecognizer, VideoAnalyzer
 from retrieval.base import Corpus
@@ -260,6 +260,13 @@ def test_a_scanned_pdf_is_read_by_ocr(ingestor: Ingestor, tmp_path: Path) -> Non
     # The page read by OCR is the page itself, not a figure on it; the blank sheet's
     # image stays a picture (nothing was read from it).
     assert [i.page for i in store.items_of(Corpus.IMAGE, str(path.resolve()))] == [1]
+
+
+def test_blank_sheets_are_told_from_pages_with_ink() -> None:
+    sheet = Image.new("L", (1700, 2200), 255)
+    assert _blank(sheet)
+    ImageDraw.Draw(sheet).text((150, 200), QUAY[0], fill=0, font=ImageFont.load_default(size=40))
+    assert not _blank(sheet)  # one line of type is enough to be worth reading
 
 
 def test_a_scan_without_any_text_fails_clearly(
