@@ -152,6 +152,17 @@ class DeletedOut(BaseModel):
     deleted: bool
 
 
+class SourceEntry(BaseModel):
+    source: str = Field(description="The path the source was ingested from.")
+    corpora: list[str] = Field(description="Whole-file corpora holding it.")
+    on_disk: bool = Field(description="Whether the file is still there.")
+
+
+class SourcesOut(BaseModel):
+    total: int
+    sources: list[SourceEntry]
+
+
 class ChatMessage(BaseModel):
     role: str
     content: str | list[dict[str, Any]]
@@ -723,6 +734,25 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
     def corpora() -> CorporaOut:
         """Item counts per corpus."""
         return CorporaOut(corpora={c.value: n for c, n in svc.collections().items()})
+
+    @app.get(f"{API}/sources", tags=["corpora"], response_model=SourcesOut, dependencies=guarded)
+    def list_sources(
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> SourcesOut:
+        """The sources of the index, sorted by path, a page at a time."""
+        with lock:
+            found = svc.sources()
+        page = found[offset : offset + limit]
+        return SourcesOut(
+            total=len(found),
+            sources=[
+                SourceEntry(
+                    source=x.source, corpora=[c.value for c in x.corpora], on_disk=x.on_disk
+                )
+                for x in page
+            ],
+        )
 
     @app.delete(
         f"{API}/sources",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -270,6 +271,42 @@ def collections() -> None:
         table.add_row(corpus.value, str(n))
     console.print(table)
     service.close()
+
+
+@app.command()
+def sources() -> None:
+    """The files in the index, with their corpora and whether they are still on disk."""
+    service = _service()
+    found = _run(service.sources)
+    table = Table(title=f"Sources ({len(found)})")
+    table.add_column("source", overflow="fold")
+    table.add_column("corpora")
+    table.add_column("on disk")
+    for x in found:
+        table.add_row(
+            x.source, ", ".join(c.value for c in x.corpora), "yes" if x.on_disk else "[red]gone[/]"
+        )
+    console.print(table)
+    service.close()
+
+
+@app.command()
+def delete(
+    paths: Annotated[list[Path], typer.Argument(help="Files to remove from the index.")],
+) -> None:
+    """Remove files from the index (their items, thumbnails and keyframes; never the file)."""
+    service = _service()
+    missing = 0
+    for path in paths:
+        source = str(path.resolve())
+        if _run(partial(service.delete_source, source)):
+            console.print(f"deleted {source}")
+        else:
+            missing += 1
+            console.print(f"[red]not in the index[/] {source}")
+    service.close()
+    if missing:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -27,6 +27,16 @@ from router.base import AllCorporaRouter, FallbackRouter, FixedRouter, Route, Ro
 
 
 @dataclass(frozen=True)
+class SourceInfo:
+    """One source of the index: which whole-file corpora hold it (a PDF with figures is
+    in ``document`` and ``image``), and whether its file is still on disk."""
+
+    source: str
+    corpora: tuple[Corpus, ...]
+    on_disk: bool
+
+
+@dataclass(frozen=True)
 class RouteEvent:
     route: Route
 
@@ -306,6 +316,18 @@ class Service:
 
     def collections(self) -> dict[Corpus, int]:
         return self.store.counts()
+
+    def sources(self) -> list[SourceInfo]:
+        """Every source of the index (files and folders' files), sorted by path."""
+        kinds: dict[str, list[Corpus]] = {}
+        for corpus in (Corpus.DOCUMENT, Corpus.IMAGE, Corpus.VIDEO):
+            if self.store.exists(corpus):
+                for source in self.store.source_hashes(corpus):
+                    kinds.setdefault(source, []).append(corpus)
+        return [
+            SourceInfo(source, tuple(found), Path(source).exists())
+            for source, found in sorted(kinds.items())
+        ]
 
     def close(self) -> None:
         if "store" in self.__dict__:

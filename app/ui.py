@@ -158,8 +158,15 @@ def build_ui(service: Service, lock: threading.Lock, links: MediaLinks | None = 
         head = "Ingested." if report.ok else "Ingested, with failures."
         return head + "\n\n" + "\n".join(lines)
 
-    def corpora() -> list[list[Any]]:
-        return [[c.value, n] for c, n in service.collections().items()]
+    def corpora() -> tuple[list[list[Any]], list[list[Any]]]:
+        with lock:
+            counts = service.collections()
+            found = service.sources()
+        files = [
+            [x.source, ", ".join(c.value for c in x.corpora), "yes" if x.on_disk else "gone"]
+            for x in found
+        ]
+        return [[c.value, n] for c, n in counts.items()], files
 
     with gr.Blocks(title="mmrag") as ui:
         gr.Markdown("## mmrag — ask your documents, images and videos")
@@ -195,9 +202,16 @@ def build_ui(service: Service, lock: threading.Lock, links: MediaLinks | None = 
             go.click(ingest, [files], [status], concurrency_limit=1)
         with gr.Tab("Corpora"):
             table = gr.Dataframe(headers=["corpus", "items"], elem_id="corpora", interactive=False)
+            files_table = gr.Dataframe(
+                headers=["source", "corpora", "on disk"],
+                label="Sources",
+                elem_id="sources-list",
+                interactive=False,
+                wrap=True,
+            )
             refresh = gr.Button("Refresh", elem_id="refresh")
-            refresh.click(corpora, None, table)
-            ui.load(corpora, None, table)
+            refresh.click(corpora, None, [table, files_table])
+            ui.load(corpora, None, [table, files_table])
     return ui
 
 

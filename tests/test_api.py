@@ -75,7 +75,15 @@ def service(
     analyzer: ImageAnalyzer,
     corpus: Path,
 ) -> Iterator[Service]:
-    svc = make_service(tmp_path_factory.mktemp("api"), encoder, llm, analyzer, max_upload_mb=1)
+    # No rate limit here: polling jobs adds up over the module (the limit has its own test).
+    svc = make_service(
+        tmp_path_factory.mktemp("api"),
+        encoder,
+        llm,
+        analyzer,
+        max_upload_mb=1,
+        rate_limit_per_minute=0,
+    )
     assert svc.ingest([corpus]).ok
     yield svc
     svc.close()
@@ -299,9 +307,31 @@ def test_delete_source(client: TestClient, tmp_path: Path) -> None:
         ).json()["sources"]
         if s["source"].endswith("gone.md")
     )
+    listed = client.get("/api/v1/sources", params={"limit": 1000}).json()
+    entry = next(x for x in listed["sources"] if x["source"] == stored)
+    assert entry["corpora"] == ["document"] and entry["on_disk"] is True
     assert client.delete("/api/v1/sources", params={"source": stored}).json()["deleted"]
     assert client.get("/api/v1/corpora").json()["corpora"]["document"] == before - 1
     assert_error(client.delete("/api/v1/sources", params={"source": stored}), 404, "not_found")
+    after = client.get("/api/v1/sources", params={"limit": 1000}).json()
+    assert after["total"] == listed["total"] - 1
+    assert stored not in [x["source"] for x in after["sources"]]
+
+
+def test_sources_are_listed_by_page(client: TestClient, corpus: Path) -> None:
+    everything = client.get("/api/v1/sources", params={"limit": 1000}).json()
+    names = [Path(x["source"]).name for x in everything["sources"]]
+    assert "plant.pdf" in names and everything["total"] == len(names)
+    assert [x["source"] for x in everything["sources"]] == sorted(
+        x["source"] for x in everything["sources"]
+    )
+    if ROCKET.is_file():
+        rocket = next(x for x in everything["sources"] if x["source"].endswith("rocket.jpg"))
+        assert rocket["corpora"] == ["image"]
+    second = client.get("/api/v1/sources", params={"limit": 1, "offset": 1}).json()
+    assert second["total"] == everything["total"]
+    assert second["sources"] == everything["sources"][1:2]
+    assert_error(client.get("/api/v1/sources", params={"limit": 0}), 422, "invalid_request")
 
 
 # --- media ------------------------------------------------------------------------------------

@@ -99,3 +99,19 @@ def test_the_ui_fits_a_phone(app_url: str, browser: Any) -> None:
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 390 + 2
     page.close()
+
+
+def test_the_corpora_tab_lists_counts_and_sources(app_url: str, browser: Any) -> None:
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(f"{app_url}/ui/")
+    page.get_by_role("tab", name="Corpora").click()
+    sources = page.locator("#sources-list")
+    page.wait_for_function(
+        "() => (document.querySelector('#sources-list') || {innerText: ''})"
+        ".innerText.includes('rocket.jpg')",
+        timeout=60_000,
+    )
+    text = sources.inner_text()
+    assert "plant.pdf" in text and "pancake.mkv" in text
+    assert "paragraph" in page.locator("#corpora").inner_text()
+    page.close()

@@ -71,14 +71,20 @@ def test_ingest_collections_ask(tmp_path: Path, env: dict[str, str]) -> None:
     top = result["sources"][0]
     assert (Path(top["source"]).name, top["page"]) == ("plant.pdf", 2)
 
-    # A file deleted from the folder leaves the index with --prune.
+    listed = run(["sources"], env, tmp_path)
+    assert listed.returncode == 0 and "plant.pdf" in listed.stdout and "yes" in listed.stdout
+
+    # A file deleted from the folder is shown as gone, and leaves the index with --prune.
     (docs / "plant.pdf").unlink()
     (docs / "broken.pdf").unlink()
+    assert "gone" in run(["sources"], env, tmp_path).stdout
     pruned = run(["ingest", "--prune", str(docs)], env, tmp_path)
     assert pruned.returncode == 0, pruned.stderr
     assert "removed" in pruned.stdout and "gone from disk" in pruned.stdout
     counts = run(["collections"], env, tmp_path)
     assert re.search(r"paragraph\W+0\b", counts.stdout), counts.stdout  # its passages went
+    again = run(["delete", str(docs / "plant.pdf")], env, tmp_path)
+    assert again.returncode == 1 and "not in the index" in again.stdout
 
 
 def test_errors_are_one_sentence_with_exit_code_2(tmp_path: Path, env: dict[str, str]) -> None:
