@@ -94,8 +94,11 @@ def test_the_ui_streams_an_answer_with_a_source_thumbnail(app_url: str, browser:
 def test_the_ui_fits_a_phone(app_url: str, browser: Any) -> None:
     page = browser.new_page(viewport={"width": 390, "height": 844})
     page.goto(f"{app_url}/ui/")
+    from playwright.sync_api import expect
+
     page.locator("#question textarea").wait_for(timeout=60_000)
-    assert page.locator("#send").is_visible()
+    # Gradio renders the row's components one after the other: wait for the button too.
+    expect(page.locator("#send")).to_be_visible(timeout=30_000)
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 390 + 2
     page.close()
