@@ -190,7 +190,21 @@ class Ingestor:
             # Documents first: their text is searchable without waiting for slow media
             # (a long video takes minutes), and their passages batch together.
             files.sort(key=lambda f: f.suffix.lower() in MEDIA_SUFFIXES)
-        for path in files:
+        # Scanned PDFs are only known once loaded; their OCR (seconds a page) waits, like
+        # media, until the other documents are stored. They are loaded again then.
+        scans: list[Path] = []
+        second_pass: set[Path] = set()
+
+        def ordered() -> Iterator[Path]:
+            for f in files:
+                if f.suffix.lower() in MEDIA_SUFFIXES:
+                    while scans:
+                        yield scans.pop(0)
+                yield f
+            while scans:
+                yield scans.pop(0)
+
+        for path in ordered():
             source = str(path.resolve())
             if path not in named and path.suffix.lower() not in self.suffixes:
                 # A folder holds other files too (sidecars, spreadsheets): report them as
@@ -230,8 +244,15 @@ class Ingestor:
                 embedded += result.passages
                 emit(result)
                 continue
+            if path in second_pass and pending:  # store the documents before OCR starts
+                embedded += self._flush(pending, emit)
+                pending, queued = [], 0
             try:
-                doc, read_by_ocr = self._load(path, source, step)
+                doc, read_by_ocr = self._load(path, source, step, ocr=path in second_pass)
+                if doc.untexted_pages and self.media is not None and path not in second_pass:
+                    second_pass.add(path)
+                    scans.append(path)
+                    continue
                 item = self._items(source, digest, doc, replaces=bool(stored))
             except MmragError as e:
                 emit(FileResult(source, FileStatus.FAILED, message=str(e)))
@@ -304,15 +325,18 @@ class Ingestor:
     # -- internals -----------------------------------------------------------------
 
     def _load(
-        self, path: Path, source: str, step: StepFn | None
+        self, path: Path, source: str, step: StepFn | None, *, ocr: bool
     ) -> tuple[ParsedDocument, frozenset[int]]:
-        """Load a document; read the pages of a PDF that have no text layer by OCR.
+        """Load a document; with ``ocr``, read the pages of a PDF that have no text layer.
 
-        Returns the document and the pages whose text OCR supplied. A PDF with no text
-        at all, even after OCR, is refused with a message that says so.
+        Returns the document and the pages whose text OCR supplied. Without ``ocr`` a
+        document with such pages comes back as loaded (the caller reads it later). A PDF
+        with no text at all, even after OCR, is refused with a message that says so.
         """
         doc = load_file(path, self.loaders, also=self.suffixes)
         pages = doc.untexted_pages
+        if pages and self.media is not None and not ocr:
+            return doc, frozenset()
         before = set(pages)
         if pages and self.media is not None:
             on_step = None if step is None else (lambda f: step(source, f))

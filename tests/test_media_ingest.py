@@ -25,6 +25,7 @@ from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.index import Index
 from retrieval.select import SelectConfig, select_hits
 from retrieval.store import Store
+from tests.test_loaders import write_pdf
 from tests.test_video import DURATION, SPEECH_AT, encode, needs_espeak, soundtrack
 
 COCO = Path(__file__).resolve().parents[2] / "shared" / "eval" / "images" / "coco" / "images"
@@ -346,6 +347,27 @@ def test_documents_are_stored_before_media_work(
     assert [name for name, _ in seen] == ["z-notes.md", "a-meeting.mp4"]
     # When the video was done, the notes were already searchable.
     assert dict(seen)["a-meeting.mp4"] >= 1
+
+
+def test_documents_are_stored_before_a_scan_is_read(ingestor: Ingestor, tmp_path: Path) -> None:
+    mixed = tmp_path / "scans"
+    mixed.mkdir()
+    scanned_pdf(mixed / "a-harbour.pdf", [QUAY])  # sorts first by name
+    write_pdf(mixed / "b-typed.pdf", [["The Zorblax reactor was commissioned in 1987."]])
+    (mixed / "z-notes.md").write_text("# Notes\n\nThe budget review is on Friday.\n")
+    stored_when_ocr_began: list[int] = []
+
+    def on_step(_source: str, _fraction: float) -> None:
+        if not stored_when_ocr_began:
+            stored_when_ocr_began.append(ingestor.index.counts()[Corpus.DOCUMENT])
+
+    report = ingestor.ingest([mixed], step=on_step)
+    assert report.ok, [f.message for f in report.files]
+    names = [Path(f.path).name for f in report.files]
+    assert names == ["b-typed.pdf", "z-notes.md", "a-harbour.pdf"]
+    assert stored_when_ocr_began == [2]  # both other documents were already searchable
+    (hit,) = top(ingestor, "How long is the Brattli quay?", Corpus.PARAGRAPH)[:1]
+    assert Path(hit.source).name == "a-harbour.pdf"  # type: ignore[attr-defined]
 
 
 @pytest.mark.skipif(not ELEPHANTS.is_file(), reason="the COCO photos are absent")
