@@ -2,43 +2,49 @@
 
 Versioned under ``/api/v1``; an OpenAI-compatible ``POST /v1/chat/completions`` sits
 beside it; the Gradio UI is mounted at ``/ui`` and the widget is served at
-``/widget.js`` (see :func:`create_app`). docs/api.md describes every endpoint.
+``/widget.js`` (see :func:`create_app`). docs/api.md describes every endpoint and
+docs/security.md the threat model.
 
 Why the choices:
 
-- One lock serialises model work (answers and ingestion): llama.cpp and the embedded
-  Qdrant are not made for concurrent use from threads, and two cores gain nothing from
-  it. Requests queue; health and media stay free.
+- Answers never wait for ingestion: an ingest job holds only the ingest lock and the
+  store's short per-batch lock; the LLM backend serialises its own use (llama.cpp) or
+  serves many (vLLM). An answer runs in a worker thread that owns its event stream; when
+  the client goes away the run is cancelled and the model is free within one token.
 - Streaming answers are server-sent events (``route``, ``sources``, ``token``,
   ``retry``, ``done``): one-way, plain HTTP, proxies and ``EventSource`` handle them.
 - Errors have one JSON shape, ``{"error": {"code", "message"}}``, with the status code
   that says whose fault it is (4xx: the request; 502: the LLM server; 503: not ready).
-- Media are served only when they belong to the index (a source file, or a thumbnail /
-  keyframe under the data folder), with HTTP range requests so a ``<video>`` can seek.
-  With API keys on, the media links of an answer are signed (:class:`MediaLinks`):
-  ``<img>`` and ``<video>`` cannot send a Bearer header, and a signed link lets the
-  browser stream and seek a video instead of downloading it whole first. Media requests
-  do not count toward the rate limit: they follow an answer and cost no model work.
+- Who may do what (:mod:`app.security`): keys with roles and workspaces; every search,
+  media file, page, job and source listing is limited to the caller's workspaces.
+- Media are served only when they belong to the caller's part of the index (a source
+  file, or a thumbnail / keyframe of its workspace), with range requests so a ``<video>``
+  can seek; types a browser would run (HTML, SVG, ...) only as attachments, under a
+  sandbox CSP. Media requests do not count toward the rate limit (they follow an answer
+  and cost no model work); page renders have their own limit and a cache.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
+import binascii
 import io
 import json
+import logging
+import math
+import queue
 import threading
 import time
 import uuid
-from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlparse
 
+import anyio
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -46,14 +52,64 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.service import DoneEvent, RetryEvent, RouteEvent, Service, SourcesEvent, TokenEvent
-from app.settings import Settings
+from app.security import (
+    API,
+    UNSIGNED,
+    Guard,
+    GuardConfig,
+    KeyRing,
+    MediaLinks,
+    Principal,
+    RateLimiter,
+    allowed_hosts,
+    load_secret,
+)
+from app.service import (
+    MAX_QUESTION_CHARS,
+    DoneEvent,
+    RetryEvent,
+    RouteEvent,
+    Service,
+    SourcesEvent,
+    TokenEvent,
+)
+from app.settings import Role, Settings
+from app.uploads import Uploads, UploadTooLarge, public_message, safe_name
 from generation.base import Answer
 from retrieval.base import Corpus, Hit
 from retrieval.errors import GenerationError, MmragError
 
-API = "/api/v1"
+log = logging.getLogger("mmrag.api")
 STATIC = Path(__file__).parent / "static"
+# Files a browser may show in place; anything else (HTML, SVG, XML, scripts, office files)
+# is sent as an attachment, so a hostile upload never runs as a page of our origin.
+INLINE_TYPES = frozenset(
+    {
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/webp",
+        "image/bmp",
+        "video/mp4",
+        "video/webm",
+        "video/quicktime",
+        "video/x-matroska",
+        "video/x-msvideo",
+        "audio/mpeg",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/ogg",
+        "audio/mp4",
+        "audio/flac",
+        "application/pdf",
+        "text/plain",
+    }
+)
+# Shown as plain text rather than offered for download.
+AS_TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".text"})
+SANDBOX_CSP = "default-src 'none'; img-src 'self'; media-src 'self'; sandbox"
+JOBS_KEPT = 1000
+JOB_TTL_S = 3600.0
 
 
 class ApiError(Exception):
@@ -74,9 +130,16 @@ def _error(
 
 
 class AskRequest(BaseModel):
-    question: str = Field(..., min_length=1, max_length=1000, description="The question.")
+    question: str = Field(
+        ..., min_length=1, max_length=MAX_QUESTION_CHARS, description="The question."
+    )
     corpora: list[Corpus] | None = Field(
         None, description="Search only these corpora (default: the router decides)."
+    )
+    workspaces: list[str] | None = Field(
+        None,
+        max_length=64,
+        description="Search only these of the key's workspaces (default: all of them).",
     )
     stream: bool = Field(False, description="Answer as server-sent events.")
 
@@ -139,6 +202,7 @@ class JobOut(BaseModel):
     id: str
     status: Literal["queued", "running", "done", "failed"]
     progress: float = Field(..., ge=0, le=1)
+    workspace: str
     files: list[JobFile] = []
     message: str = ""
 
@@ -163,16 +227,34 @@ class SourcesOut(BaseModel):
     sources: list[SourceEntry]
 
 
+class ImageUrl(BaseModel):
+    url: str = Field(..., min_length=1)
+    detail: str | None = None
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ImageUrlPart(BaseModel):
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+ContentPart = Annotated[TextPart | ImageUrlPart, Field(discriminator="type")]
+
+
 class ChatMessage(BaseModel):
-    role: str
-    content: str | list[dict[str, Any]]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
 
 
 class ChatRequest(BaseModel):
     """The OpenAI chat request; sampling fields are accepted and the settings' used."""
 
-    model: str = "mmrag"
-    messages: list[ChatMessage] = Field(..., min_length=1)
+    model: str = Field("mmrag", max_length=200)
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=200)
     stream: bool = False
     max_tokens: int | None = None
     temperature: float | None = None
@@ -185,6 +267,7 @@ class ErrorOut(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut},
     401: {"model": ErrorOut},
+    403: {"model": ErrorOut},
     422: {"model": ErrorOut},
     429: {"model": ErrorOut},
 }
@@ -197,99 +280,51 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 class Job:
     id: str
     files: list[Path]
+    workspace: str
     status: Literal["queued", "running", "done", "failed"] = "queued"
     progress: float = 0.0
     results: list[JobFile] = field(default_factory=list)
     message: str = ""
+    finished: float | None = None
 
     def out(self) -> JobOut:
         return JobOut(
             id=self.id,
             status=self.status,
             progress=round(self.progress, 4),
+            workspace=self.workspace,
             files=self.results,
             message=self.message,
         )
 
 
-class RateLimiter:
-    """At most ``per_minute`` requests per key (or client address) in any 60 s window."""
+class Jobs:
+    """Ingest jobs by id: bounded, finished ones forgotten after an hour."""
 
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._seen: dict[str, deque[float]] = defaultdict(deque)
+    def __init__(self, limit: int = JOBS_KEPT, ttl_s: float = JOB_TTL_S) -> None:
+        self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        self.limit, self.ttl_s = limit, ttl_s
 
-    def check(self, who: str) -> float | None:
-        """None if allowed; otherwise the seconds until the next request is allowed."""
-        if self.per_minute <= 0:
-            return None
-        now = time.monotonic()
+    def add(self, job: Job) -> None:
         with self._lock:
-            window = self._seen[who]
-            while window and now - window[0] >= 60:
-                window.popleft()
-            if len(window) >= self.per_minute:
-                return 60 - (now - window[0])
-            window.append(now)
-        return None
+            now = time.monotonic()
+            for key in [
+                k for k, j in self._jobs.items() if j.finished and now - j.finished > self.ttl_s
+            ]:
+                del self._jobs[key]
+            if len(self._jobs) >= self.limit:
+                done = [k for k, j in self._jobs.items() if j.finished]
+                if not done:
+                    raise ApiError(
+                        429, "busy", "too many ingest jobs are waiting; retry when some finish"
+                    )
+                del self._jobs[done[0]]
+            self._jobs[job.id] = job
 
-
-class MediaLinks:
-    """The URLs of a source's media; signed when the API has keys.
-
-    A signed link carries ``exp`` (unix seconds) and ``sig``, an HMAC-SHA256 of the
-    endpoint, path, page and expiry under a secret derived from the API keys: the same on
-    every replica configured with the same keys, void as soon as the keys change, and
-    never the key itself (a link can be shared in a page without leaking the key). Expiry
-    is rounded up to a whole ``ttl_s`` period and lies between one and two of them ahead,
-    so links to the same file stay identical for a while and the browser's cache works.
-    """
-
-    def __init__(
-        self, keys: Iterable[str] = (), ttl_s: int = 3600, clock: Callable[[], float] = time.time
-    ) -> None:
-        ordered = sorted(set(keys))
-        self._secret = (
-            hashlib.sha256("\n".join(["mmrag-media-v1", *ordered]).encode()).digest()
-            if ordered
-            else None
-        )
-        self.ttl_s = max(60, ttl_s)
-        self._clock = clock
-
-    @property
-    def signed(self) -> bool:
-        return self._secret is not None
-
-    def _sig(self, endpoint: str, path: str, page: int | str | None, exp: int) -> str:
-        assert self._secret is not None
-        message = f"{endpoint}\n{path}\n{'' if page is None else page}\n{exp}".encode()
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
-
-    def _url(self, endpoint: str, path: str, page: int | None = None) -> str:
-        url = f"{API}/{endpoint}?path={quote(path, safe='')}"
-        if page is not None:
-            url += f"&page={page}"
-        if self._secret is not None:
-            exp = (int(self._clock()) // self.ttl_s + 2) * self.ttl_s
-            url += f"&exp={exp}&sig={self._sig(endpoint, path, page, exp)}"
-        return url
-
-    def media(self, path: str | None) -> str | None:
-        return self._url("media", path) if path else None
-
-    def page(self, path: str, page: int) -> str:
-        return self._url("page", path, page)
-
-    def valid(self, endpoint: str, path: str, page: int | str | None, exp: int, sig: str) -> bool:
-        """Whether ``sig`` signs this request and has not expired."""
-        if self._secret is None or exp < self._clock():
-            return False
-        return hmac.compare_digest(sig, self._sig(endpoint, path, page, exp))
-
-
-UNSIGNED = MediaLinks()
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
 
 
 def source_json(
@@ -360,6 +395,67 @@ def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+_END = object()
+
+
+async def run_in_worker(events: Iterator[Any], cancel: threading.Event) -> AsyncIterator[Any]:
+    """Drive a blocking event stream in its own thread; stop it when the caller goes away.
+
+    The worker thread owns ``events`` from start to close, so closing never races with a
+    ``next`` in flight. When the consumer stops early (the client disconnected, or an
+    error), ``cancel`` is set: the pipeline stops at the next token and the worker closes
+    the stream, which releases the model. An exception of the stream is re-raised here.
+    """
+    out: queue.Queue[Any] = queue.Queue(maxsize=256)
+
+    def produce() -> None:
+        try:
+            for event in events:
+                if cancel.is_set():
+                    break
+                out.put(("event", event))
+        except BaseException as e:  # handed to the consumer, which raises it
+            out.put(("error", e))
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+            out.put(("end", _END))
+
+    worker = threading.Thread(target=produce, name="mmrag-ask", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = await anyio.to_thread.run_sync(out.get, abandon_on_cancel=True)
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        cancel.set()
+        # Unblock a producer waiting on a full queue; it then sees the cancel and ends.
+        while not out.empty():
+            try:
+                out.get_nowait()
+            except queue.Empty:
+                break
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """Closes its body iterator on every exit path, a client disconnect included (the
+    iterator's ``finally`` then cancels the answer at once, not when collected)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+
+
 # --- the app ----------------------------------------------------------------------------
 
 
@@ -376,16 +472,21 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
         redoc_url=None,
     )
     app.state.service = svc
-    lock = threading.Lock()  # model work, one at a time (see the module docstring)
-    app.state.model_lock = lock  # the UI, mounted in the same process, shares it
-    jobs: dict[str, Job] = {}
+    jobs = Jobs()
+    # One ingest job at a time; answers never wait for it.
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmrag-ingest")
+    pages = PageRenders()
     limiter = RateLimiter(s.rate_limit_per_minute)
-    keys = set(s.api_keys)
-    links = MediaLinks(keys, s.media_link_ttl_s)
+    failures = RateLimiter(s.auth_failures_per_minute)
+    renders = RateLimiter(s.page_renders_per_minute)
+    keys = KeyRing(s.api_keys, s.workspace)
+    app.state.keyring = keys
+    links = MediaLinks(load_secret(s) if keys.enabled else None, s.media_link_ttl_s)
     app.state.media_links = links  # the UI signs its source cards with the same links
-    allowed = set(s.cors_origins)
-    upload_dir = s.data_dir / "uploads"
+    uploads = Uploads(s.data_dir / "uploads", s.max_upload_mb * 1024 * 1024)
+    uploads.clear_staging()
+    app.state.uploads = uploads
+    anonymous = Principal("anonymous", "admin", frozenset({s.workspace}))
 
     # -- errors: one shape ---------------------------------------------------------------
 
@@ -404,87 +505,100 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
         return _error(e.status_code, code, str(e.detail))
 
+    @app.exception_handler(UploadTooLarge)
+    async def _too_large(request: Request, e: UploadTooLarge) -> JSONResponse:
+        return _error(413, "too_large", public_message(str(e)))
+
     @app.exception_handler(GenerationError)
     async def _llm(request: Request, e: GenerationError) -> JSONResponse:
-        return _error(502, "llm_unavailable", str(e))
+        return _error(502, "llm_unavailable", public_message(str(e)))
 
     @app.exception_handler(MmragError)
     async def _mmrag(request: Request, e: MmragError) -> JSONResponse:
-        return _error(400, "bad_input", str(e))
+        return _error(400, "bad_input", public_message(str(e)))
 
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, e: Exception) -> JSONResponse:
-        return _error(500, "internal", f"{type(e).__name__}: {e}")
-
-    if allowed:
+    if s.cors_origins:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=sorted(allowed),
+            allow_origins=sorted(s.cors_origins),
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "Range"],
             expose_headers=["Content-Range", "Accept-Ranges", "Retry-After"],
         )
+    # Added last, so it runs first: a refused host or origin never reaches CORS or a route.
+    app.add_middleware(
+        Guard,
+        config=GuardConfig(
+            hosts=allowed_hosts(s),
+            origins=set(s.cors_origins),
+            # A multipart body carries a little framing around the file itself.
+            max_body=s.max_upload_mb * 1024 * 1024 + 64 * 1024,
+            max_body_mb=s.max_upload_mb,
+            login_paths=("/ui/login", "/ui/login/"),
+            login_throttle=failures,
+        ),
+    )
 
-    # -- origins: refused unless allowed. Added after the CORS middleware so that it runs
-    # first (the last added runs outermost): a refused preflight gets our 403 JSON, not
-    # Starlette's plain-text 400.
+    # -- auth, roles and rate limit -----------------------------------------------------
 
-    @app.middleware("http")
-    async def _origins(request: Request, call_next: Any) -> Response:
-        origin = request.headers.get("origin")
-        # Same host is the app's own page (the UI, /demo); the scheme is not compared,
-        # since behind a TLS proxy the app sees http while the page is https.
-        own = urlparse(origin).netloc == request.headers.get("host") if origin else True
-        if origin and not own and "*" not in allowed and origin not in allowed:
-            return _error(403, "origin_not_allowed", f"origin {origin} is not allowed")
-        response: Response = await call_next(request)
-        return response
-
-    # -- auth and rate limit ------------------------------------------------------------
-
-    def authenticated(request: Request) -> str:
-        """Who is asking: ``key:...``, or ``ip:...`` when the API has no keys."""
-        if keys:
-            header = request.headers.get("authorization", "")
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or token not in keys:
-                raise ApiError(
-                    401,
-                    "unauthorized",
-                    "a valid API key is required: Authorization: Bearer <key>",
-                    {"WWW-Authenticate": "Bearer"},
-                )
-            return f"key:{token}"
-        return f"ip:{request.client.host if request.client else '?'}"
-
-    def client(request: Request) -> str:
-        who = authenticated(request)
-        wait = limiter.check(who)
-        if wait is not None:
+    def caller(request: Request) -> Principal:
+        """Who is asking; without keys, everyone is an admin of MMRAG_WORKSPACE."""
+        if not keys.enabled:
+            return anonymous
+        address = request.client.host if request.client else "?"
+        if (wait := failures.blocked(address)) is not None:
             raise ApiError(
                 429,
                 "rate_limited",
-                f"more than {limiter.per_minute} requests a minute; retry in {wait:.0f} s",
+                f"too many requests with a wrong key; retry in {wait:.0f} s",
                 {"Retry-After": str(max(1, round(wait)))},
+            )
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        who = keys.authenticate(token.strip()) if scheme.lower() == "bearer" and token else None
+        if who is None:
+            failures.record(address)
+            raise ApiError(
+                401,
+                "unauthorized",
+                "a valid API key is required: Authorization: Bearer <key>",
+                {"WWW-Authenticate": "Bearer"},
             )
         return who
 
-    guarded = [Depends(client)]
+    def requires(role: Role) -> Any:
+        def check(request: Request) -> Principal:
+            who = caller(request)
+            if not who.allows(role):
+                raise ApiError(403, "forbidden", f"this key's role ({who.role}) may not do this")
+            bucket = (
+                f"key:{who.key_id}"
+                if keys.enabled
+                else f"ip:{request.client.host if request.client else '?'}"
+            )
+            wait = limiter.check(bucket)
+            if wait is not None:
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    f"more than {limiter.per_minute} requests a minute; retry in {wait:.0f} s",
+                    {"Retry-After": str(max(1, round(wait)))},
+                )
+            return who
 
-    def media_client(
-        request: Request,
-        exp: Annotated[int | None, Query(description="Expiry of a signed link.")] = None,
-        sig: Annotated[str | None, Query(description="Signature of a signed link.")] = None,
-    ) -> None:
-        """A media request passes with a valid signed link or a key; no rate limit."""
-        q = request.query_params
-        endpoint = request.url.path.rsplit("/", 1)[-1]
-        target = (endpoint, q.get("path", ""), q.get("page", ""))
-        if keys and exp is not None and sig and links.valid(*target, exp, sig):
-            return
-        authenticated(request)
+        return Depends(check)
 
-    media_guarded = [Depends(media_client)]
+    Reader = Annotated[Principal, requires("read")]
+    Ingester = Annotated[Principal, requires("ingest")]
+    Admin = Annotated[Principal, requires("admin")]
+
+    def scope_of(who: Principal, wanted: list[str] | None) -> tuple[str, ...] | None:
+        """The workspaces a request searches: the key's, or the asked ones it may see."""
+        if not wanted:
+            return who.scope
+        hidden = [w for w in wanted if not who.sees(w)]
+        if hidden:
+            raise ApiError(403, "forbidden", f"this key does not see workspace {hidden[0]!r}")
+        return tuple(sorted(set(wanted)))
 
     # -- health ------------------------------------------------------------------------
 
@@ -504,110 +618,179 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
 
     # -- ask -----------------------------------------------------------------------------
 
-    def run_ask(question: str, corpora: list[Corpus] | None, image: Path | None) -> Iterator[Any]:
-        with lock:
-            yield from svc.ask(question, corpora=corpora, image=image)
+    def ask_events(
+        question: str,
+        corpora: list[Corpus] | None,
+        image: Path | None,
+        workspaces: tuple[str, ...] | None,
+        cancel: threading.Event,
+    ) -> AsyncIterator[Any]:
+        events = svc.ask(
+            question, corpora=corpora, image=image, workspaces=workspaces, cancel=cancel
+        )
+        return run_in_worker(events, cancel)
 
-    def stream_events(events: Iterator[Any]) -> Iterator[str]:
-        try:
-            for event in events:
-                if isinstance(event, RouteEvent):
-                    r = event.route
-                    yield sse(
-                        "route",
-                        {
-                            "corpora": [c.value for c in r.corpora],
-                            "scores": dict(r.scores),
-                            "reason": r.reason,
-                        },
-                    )
-                elif isinstance(event, SourcesEvent):
-                    sources = [
-                        source_json(n, h, False, None, links).model_dump()
-                        for n, h in enumerate(event.hits, 1)
-                    ]
-                    yield sse("sources", sources)
-                elif isinstance(event, TokenEvent):
-                    yield sse("token", {"text": event.text})
-                elif isinstance(event, RetryEvent):
-                    yield sse("retry", {"reason": event.reason})
-                elif isinstance(event, DoneEvent):
-                    yield sse("done", answer_json(event, links).model_dump())
-        except MmragError as e:
-            code = "llm_unavailable" if isinstance(e, GenerationError) else "bad_input"
-            yield sse("error", {"code": code, "message": str(e)})
+    async def sse_events(events: AsyncIterator[Any], cleanup: ExitStack) -> AsyncIterator[str]:
+        with cleanup:
+            try:
+                async for event in events:
+                    if isinstance(event, RouteEvent):
+                        r = event.route
+                        yield sse(
+                            "route",
+                            {
+                                "corpora": [c.value for c in r.corpora],
+                                "scores": dict(r.scores),
+                                "reason": r.reason,
+                            },
+                        )
+                    elif isinstance(event, SourcesEvent):
+                        sources = [
+                            source_json(n, h, False, None, links).model_dump()
+                            for n, h in enumerate(event.hits, 1)
+                        ]
+                        yield sse("sources", sources)
+                    elif isinstance(event, TokenEvent):
+                        yield sse("token", {"text": event.text})
+                    elif isinstance(event, RetryEvent):
+                        yield sse("retry", {"reason": event.reason})
+                    elif isinstance(event, DoneEvent):
+                        yield sse("done", answer_json(event, links).model_dump())
+            except MmragError as e:
+                code = "llm_unavailable" if isinstance(e, GenerationError) else "bad_input"
+                yield sse("error", {"code": code, "message": public_message(str(e))})
+            except Exception:
+                log.exception("an answer stream failed")
+                yield sse("error", {"code": "internal", "message": "an unexpected error"})
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
 
-    def answer(
-        question: str, corpora: list[Corpus] | None, stream: bool, image: Path | None
+    async def collect(
+        request: Request, events: AsyncIterator[Any], cancel: threading.Event
+    ) -> DoneEvent:
+        """The final event of a non-streamed answer; cancelled if the client leaves."""
+        done: DoneEvent | None = None
+
+        async def watch() -> None:
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    cancel.set()
+                    return
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            try:
+                async for event in events:
+                    if isinstance(event, DoneEvent):
+                        done = event
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
+                group.cancel_scope.cancel()
+        if done is None:
+            raise ApiError(499, "cancelled", "the client went away")
+        return done
+
+    async def answer(
+        request: Request,
+        question: str,
+        corpora: list[Corpus] | None,
+        stream: bool,
+        workspaces: tuple[str, ...] | None,
+        cleanup: ExitStack,
+        image: Path | None = None,
     ) -> Any:
         if not question.strip():
+            cleanup.close()
             raise ApiError(422, "invalid_request", "question: the question is empty")
-        events = run_ask(question, corpora, image)
+        cancel = threading.Event()
+        events = ask_events(question, corpora, image, workspaces, cancel)
         if stream:
-            return StreamingResponse(
-                stream_events(events),
+            return ClosingStreamingResponse(
+                sse_events(events, cleanup),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        done = [e for e in events if isinstance(e, DoneEvent)]
-        return answer_json(done[-1], links)
+        with cleanup:
+            done = await collect(request, events, cancel)
+        return answer_json(done, links)
 
     @app.post(
         f"{API}/ask",
         tags=["ask"],
         response_model=AnswerOut,
-        dependencies=guarded,
         responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}, 502: {"model": ErrorOut}},
     )
-    def ask(body: AskRequest) -> Any:
+    async def ask(request: Request, body: AskRequest, who: Reader) -> Any:
         """Answer a question with cited sources; ``stream: true`` gives server-sent events
         ``route``, ``sources``, ``token``..., (``retry``), ``done``."""
-        return answer(body.question, body.corpora, body.stream, None)
+        scope = scope_of(who, body.workspaces)
+        return await answer(request, body.question, body.corpora, body.stream, scope, ExitStack())
 
     @app.post(
         f"{API}/ask/image",
         tags=["ask"],
         response_model=AnswerOut,
-        dependencies=guarded,
         responses={**ERRORS, 413: {"model": ErrorOut}, 502: {"model": ErrorOut}},
     )
-    def ask_image(
-        question: Annotated[str, Form(min_length=1, max_length=1000)],
+    async def ask_image(
+        request: Request,
+        who: Reader,
+        question: Annotated[str, Form(min_length=1, max_length=MAX_QUESTION_CHARS)],
         image: Annotated[UploadFile, File(description="A photo asked with the question.")],
         stream: Annotated[bool, Form()] = False,
         corpora: Annotated[list[Corpus] | None, Form()] = None,
+        workspaces: Annotated[list[str] | None, Form(max_length=64)] = None,
     ) -> Any:
-        """Ask with an attached image: images and clips are also searched by its pixels."""
-        folder = upload_dir / "questions"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{uuid.uuid4().hex}-{_upload_name(image.filename, 'photo')}"
-        _save(image, path, s.max_upload_mb)
-        return answer(question, corpora, stream, path)
+        """Ask with an attached image: images and clips are also searched by its pixels.
+        The photo is deleted when the answer ends."""
+        scope = scope_of(who, workspaces)
+        cleanup = ExitStack()
+        path = cleanup.enter_context(uploads.temporary(image.file, image.filename))
+        return await answer(request, question, corpora, stream, scope, cleanup, path)
 
     # -- OpenAI-compatible chat ---------------------------------------------------------
 
-    def last_question(messages: list[ChatMessage]) -> tuple[str, Path | None]:
+    def last_question(messages: list[ChatMessage], cleanup: ExitStack) -> tuple[str, Path | None]:
         for m in reversed(messages):
             if m.role != "user":
                 continue
-            if isinstance(m.content, str):
-                return m.content, None
-            texts = [p.get("text", "") for p in m.content if p.get("type") == "text"]
-            image = next((p for p in m.content if p.get("type") == "image_url"), None)
-            path = _data_url_file(image, upload_dir / "questions") if image else None
-            return " ".join(texts), path
+            if m.content is None or isinstance(m.content, str):
+                text, image = m.content or "", None
+            else:
+                text = " ".join(p.text for p in m.content if isinstance(p, TextPart))
+                first = next((p for p in m.content if isinstance(p, ImageUrlPart)), None)
+                image = (
+                    cleanup.enter_context(_data_url_file(first.image_url.url, uploads))
+                    if first
+                    else None
+                )
+            if len(text) > MAX_QUESTION_CHARS:
+                raise ApiError(
+                    422,
+                    "invalid_request",
+                    f"messages: the last user message is over {MAX_QUESTION_CHARS} characters",
+                )
+            return text, image
         raise ApiError(422, "invalid_request", "messages: no user message")
 
-    @app.post("/v1/chat/completions", tags=["openai"], dependencies=guarded, responses=ERRORS)
-    def chat_completions(body: ChatRequest) -> Any:
+    @app.post("/v1/chat/completions", tags=["openai"], responses=ERRORS)
+    async def chat_completions(request: Request, body: ChatRequest, who: Reader) -> Any:
         """OpenAI-compatible chat over the RAG pipeline: the last user message is the
         question; the answer's sources come in ``sources`` (and in the last chunk)."""
-        question, image = last_question(body.messages)
+        cleanup = ExitStack()
+        try:
+            question, image = last_question(body.messages, cleanup)
+        except BaseException:
+            cleanup.close()
+            raise
         if not question.strip():
+            cleanup.close()
             raise ApiError(422, "invalid_request", "messages: the last user message is empty")
         created = int(time.time())
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        events = run_ask(question, None, image)
+        cancel = threading.Event()
+        events = ask_events(question, None, image, who.scope, cancel)
 
         def chunk(delta: dict[str, Any], finish: str | None = None, **more: Any) -> str:
             payload = {
@@ -622,21 +805,31 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
 
         if body.stream:
 
-            def chunks() -> Iterator[str]:
-                yield chunk({"role": "assistant"})
-                try:
-                    for e in events:
-                        if isinstance(e, TokenEvent):
-                            yield chunk({"content": e.text})
-                        elif isinstance(e, DoneEvent):
-                            out = answer_json(e, links)
-                            yield chunk({}, "stop", sources=[x.model_dump() for x in out.sources])
-                except MmragError as err:
-                    yield f"data: {json.dumps({'error': {'message': str(err)}})}\n\n"
-                yield "data: [DONE]\n\n"
+            async def chunks() -> AsyncIterator[str]:
+                with cleanup:
+                    yield chunk({"role": "assistant"})
+                    try:
+                        async for e in events:
+                            if isinstance(e, TokenEvent):
+                                yield chunk({"content": e.text})
+                            elif isinstance(e, DoneEvent):
+                                out = answer_json(e, links)
+                                yield chunk(
+                                    {}, "stop", sources=[x.model_dump() for x in out.sources]
+                                )
+                    except MmragError as err:
+                        failure = {"error": {"message": public_message(str(err))}}
+                        yield f"data: {json.dumps(failure)}\n\n"
+                    except Exception:
+                        log.exception("a chat stream failed")
+                        yield f"data: {json.dumps({'error': {'message': 'unexpected error'}})}\n\n"
+                    finally:
+                        await events.aclose()  # type: ignore[attr-defined]
+                    yield "data: [DONE]\n\n"
 
-            return StreamingResponse(chunks(), media_type="text/event-stream")
-        done = [e for e in events if isinstance(e, DoneEvent)][-1]
+            return ClosingStreamingResponse(chunks(), media_type="text/event-stream")
+        with cleanup:
+            done = await collect(request, events, cancel)
         out = answer_json(done, links)
         return {
             "id": cid,
@@ -665,52 +858,72 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
                 JobFile(
                     path=Path(result.path).name,
                     status=result.status.value,
-                    detail="; ".join(filter(None, [result.message, *result.warnings])),
+                    detail=public_message(
+                        "; ".join(filter(None, [result.message, *result.warnings]))
+                    ),
                 )
             )
             job.progress = min(len(job.results) / total, 1.0)
+            if result.status.value == "failed":
+                uploads.discard(Path(result.path))
 
         def on_step(_path: str, fraction: float) -> None:
             # Within a long file (a video, a scanned PDF): progress moves before it ends.
             job.progress = min((len(job.results) + fraction) / total, 0.999)
 
         try:
-            with lock:
-                svc.ingest(job.files, progress=on_file, step=on_step)
+            svc.ingest(job.files, progress=on_file, step=on_step, workspace=job.workspace)
             job.status, job.progress = "done", 1.0
-        except Exception as e:  # the job reports it; the server goes on
-            job.status, job.message = "failed", f"{type(e).__name__}: {e}"
+        except MmragError as e:
+            job.status, job.message = "failed", public_message(str(e))
+        except Exception:  # the job reports it; the server goes on
+            log.exception("ingest job %s failed", job.id)
+            job.status, job.message = "failed", "an unexpected error; it was logged on the server"
+        finally:
+            job.finished = time.monotonic()
 
     @app.post(
         f"{API}/ingest",
         tags=["ingest"],
         status_code=202,
         response_model=JobOut,
-        dependencies=guarded,
         responses={**ERRORS, 413: {"model": ErrorOut}, 415: {"model": ErrorOut}},
     )
-    def ingest(
+    async def ingest(
+        who: Ingester,
         files: Annotated[list[UploadFile], File(description="Documents, images, videos.")],
+        workspace: Annotated[
+            str | None, Form(description="Workspace to ingest into (default: the key's own).")
+        ] = None,
     ) -> JobOut:
-        """Upload files to ingest; returns a job to poll (``GET /api/v1/jobs/{id}``)."""
+        """Upload files to ingest; returns a job to poll (``GET /api/v1/jobs/{id}``).
+        The same file uploaded again is recognised and not stored twice."""
+        target = workspace or who.home(s.workspace)
+        if not who.sees(target):
+            raise ApiError(403, "forbidden", f"this key does not see workspace {target!r}")
         supported = svc.ingestor.suffixes
         for f in files:
-            suffix = Path(_upload_name(f.filename, "upload")).suffix.lower()
+            suffix = Path(safe_name(f.filename, "upload")).suffix.lower()
             if suffix not in supported:
                 raise ApiError(
                     415,
                     "unsupported_type",
-                    f"{f.filename}: unsupported file type '{suffix or 'none'}' "
-                    f"(supported: {', '.join(sorted(supported))})",
+                    f"{safe_name(f.filename, 'upload')}: unsupported file type "
+                    f"'{suffix or 'none'}' (supported: {', '.join(sorted(supported))})",
                 )
-        job = Job(uuid.uuid4().hex, [])
-        folder = upload_dir / job.id
-        folder.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            path = folder / _upload_name(f.filename, "upload")
-            _save(f, path, s.max_upload_mb)
-            job.files.append(path)
-        jobs[job.id] = job
+        saved: list[Path] = []
+        try:
+            for f in files:
+                path = await anyio.to_thread.run_sync(uploads.save, f.file, f.filename, target)
+                if path not in saved:
+                    saved.append(path)
+        except BaseException:
+            for path in saved:
+                if not svc.is_source(str(path.resolve()), (target,)):
+                    uploads.discard(path)
+            raise
+        job = Job(uuid.uuid4().hex, saved, target)
+        jobs.add(job)
         worker.submit(run_job, job)
         return job.out()
 
@@ -718,31 +931,37 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
         f"{API}/jobs/{{job_id}}",
         tags=["ingest"],
         response_model=JobOut,
-        dependencies=guarded,
         responses={**ERRORS, 404: {"model": ErrorOut}},
     )
-    def job_status(job_id: str) -> JobOut:
+    def job_status(job_id: str, who: Ingester) -> JobOut:
         """An ingest job: status, progress (0-1) and each file's outcome."""
         job = jobs.get(job_id)
-        if job is None:
-            raise ApiError(404, "not_found", f"no job {job_id}")
+        if job is None or not who.sees(job.workspace):
+            raise ApiError(404, "not_found", f"no job {job_id[:64]}")
         return job.out()
 
     # -- corpora and sources ----------------------------------------------------------------
 
-    @app.get(f"{API}/corpora", tags=["corpora"], response_model=CorporaOut, dependencies=guarded)
-    def corpora() -> CorporaOut:
-        """Item counts per corpus."""
-        return CorporaOut(corpora={c.value: n for c, n in svc.collections().items()})
+    Workspaces = Annotated[
+        list[str] | None,
+        Query(max_length=64, description="Only these of the key's workspaces (default: all)."),
+    ]
 
-    @app.get(f"{API}/sources", tags=["corpora"], response_model=SourcesOut, dependencies=guarded)
+    @app.get(f"{API}/corpora", tags=["corpora"], response_model=CorporaOut)
+    def corpora(who: Reader, workspaces: Workspaces = None) -> CorporaOut:
+        """Item counts per corpus (of the key's workspaces)."""
+        scope = scope_of(who, workspaces)
+        return CorporaOut(corpora={c.value: n for c, n in svc.collections(scope).items()})
+
+    @app.get(f"{API}/sources", tags=["corpora"], response_model=SourcesOut)
     def list_sources(
+        who: Ingester,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
+        workspaces: Workspaces = None,
     ) -> SourcesOut:
-        """The sources of the index, sorted by path, a page at a time."""
-        with lock:
-            found = svc.sources()
+        """The sources of the key's workspaces, sorted by path, a page at a time."""
+        found = svc.sources(scope_of(who, workspaces))
         page = found[offset : offset + limit]
         return SourcesOut(
             total=len(found),
@@ -758,57 +977,122 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
         f"{API}/sources",
         tags=["corpora"],
         response_model=DeletedOut,
-        dependencies=guarded,
         responses={**ERRORS, 404: {"model": ErrorOut}},
     )
     def delete_source(
-        source: str = Query(..., min_length=1, description="The source path."),
+        who: Admin,
+        source: str = Query(..., min_length=1, max_length=4096, description="The source path."),
     ) -> DeletedOut:
-        """Remove every item of one source from every corpus."""
-        with lock:
-            found = svc.delete_source(source)
-        if not found:
-            raise ApiError(404, "not_found", f"no source {source} in the index")
+        """Remove every item of one source (in the key's workspaces) from every corpus."""
+        if not svc.delete_source(source, who.scope):
+            raise ApiError(404, "not_found", "no such source in the index")
         return DeletedOut(source=source, deleted=True)
 
     # -- media ---------------------------------------------------------------------------
 
-    def allowed_path(path: str) -> Path:
+    def media_caller(
+        request: Request,
+        exp: Annotated[int | None, Query(description="Expiry of a signed link.")] = None,
+        sig: Annotated[
+            str | None, Query(max_length=64, description="Signature of a signed link.")
+        ] = None,
+    ) -> Principal | None:
+        """A valid signed link (None: it was issued to someone who may see the file) or a
+        caller; no rate limit."""
+        q = request.query_params
+        endpoint = request.url.path.rsplit("/", 1)[-1]
+        target = (endpoint, q.get("path", ""), q.get("page", ""))
+        if keys.enabled and exp is not None and sig and links.valid(*target, exp, sig):
+            return None
+        return caller(request)
+
+    MediaCaller = Annotated[Principal | None, Depends(media_caller)]
+
+    def allowed_path(path: str, who: Principal | None) -> Path:
         if "\x00" in path:  # the OS refuses it; say so rather than fail inside resolve()
             raise ApiError(422, "invalid_request", "path: contains a NUL character")
+        missing = ApiError(404, "not_found", "not a file of the index")
         try:
             target = Path(path).resolve()
-        except (OSError, RuntimeError) as e:  # symlink loops, names too long
-            raise ApiError(404, "not_found", f"{path} is not a file of the index") from e
-        media_root = (s.data_dir / "media").resolve()
-        if target.is_relative_to(media_root) or svc.is_source(str(path)):
-            if target.is_file():
-                return target
-            raise ApiError(404, "not_found", f"{path} is gone from disk")
-        raise ApiError(404, "not_found", f"{path} is not a file of the index")
+        except (OSError, RuntimeError, ValueError) as e:  # loops, names too long
+            raise missing from e
+        scope = None if who is None else who.scope
+        if not svc.owns_media(target, scope) and not svc.is_source(str(target), scope):
+            raise missing
+        if not target.is_file():
+            raise ApiError(404, "not_found", "the file is gone from disk")
+        return target
 
     @app.get(
         f"{API}/media",
         tags=["media"],
-        dependencies=media_guarded,
         responses={**ERRORS, 404: {"model": ErrorOut}, 206: {"description": "A byte range."}},
     )
-    def media(path: Annotated[str, Query(min_length=1)]) -> FileResponse:
-        """A source file, thumbnail or keyframe; honours ``Range`` (video seeking)."""
-        return FileResponse(allowed_path(path))
+    def media(
+        path: Annotated[str, Query(min_length=1, max_length=4096)], who: MediaCaller
+    ) -> FileResponse:
+        """A source file, thumbnail or keyframe; honours ``Range`` (video seeking).
+        Types a browser would run as a page are sent as attachments, sandboxed."""
+        target = allowed_path(path, who)
+        response = FileResponse(target)
+        kind = response.media_type or "application/octet-stream"
+        if target.suffix.lower() in AS_TEXT_SUFFIXES:
+            response.media_type = "text/plain; charset=utf-8"
+            response.headers["content-type"] = "text/plain; charset=utf-8"
+        elif kind.split(";")[0] not in INLINE_TYPES:
+            response.headers["content-type"] = "application/octet-stream"
+            response.headers["content-disposition"] = (
+                f"attachment; filename*=utf-8''{_quote_name(target.name)}"
+            )
+        if not kind.startswith("application/pdf"):
+            # A PDF viewer cannot run sandboxed; every other type can.
+            response.headers["content-security-policy"] = SANDBOX_CSP
+        return response
 
     @app.get(
         f"{API}/page",
         tags=["media"],
-        dependencies=media_guarded,
-        responses={**ERRORS, 404: {"model": ErrorOut}, 200: {"content": {"image/png": {}}}},
+        responses={
+            **ERRORS,
+            404: {"model": ErrorOut},
+            415: {"model": ErrorOut},
+            200: {"content": {"image/png": {}}},
+        },
     )
     def page_image(
-        path: Annotated[str, Query(min_length=1)], page: Annotated[int, Query(ge=1)]
+        request: Request,
+        who: MediaCaller,
+        path: Annotated[str, Query(min_length=1, max_length=4096)],
+        page: Annotated[int, Query(ge=1, le=100_000)],
     ) -> Response:
-        """One page of a PDF source as a PNG (for showing a cited page)."""
-        target = allowed_path(path)
-        return Response(_render_page(target, page), media_type="image/png")
+        """One page of a PDF source as a PNG (for showing a cited page); rendered pages
+        are cached, and renders are rate limited."""
+        target = allowed_path(path, who)
+        if target.suffix.lower() != ".pdf":
+            raise ApiError(415, "unsupported_type", f"{target.name} is not a PDF")
+        stat = target.stat()
+        key = (str(target), stat.st_mtime_ns, stat.st_size, page, s.max_page_pixels)
+        png = pages.get(key)
+        if png is None:
+            bucket = (
+                f"key:{who.key_id}"
+                if who is not None
+                else f"ip:{request.client.host if request.client else '?'}"
+            )
+            if (wait := renders.check(bucket)) is not None:
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    f"more than {renders.per_minute} page renders a minute; retry in {wait:.0f} s",
+                    {"Retry-After": str(max(1, round(wait)))},
+                )
+            png = render_page(target, page, s.max_page_pixels)
+            pages.put(key, png)
+        return Response(
+            png,
+            media_type="image/png",
+            headers={"Cache-Control": "private, max-age=3600"},
+        )
 
     # -- static: widget and demo --------------------------------------------------------------
 
@@ -827,65 +1111,95 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
     return app
 
 
-def _upload_name(filename: str | None, default: str) -> str:
-    """A client's file name made safe to write: no directories, no NUL, at most 200 bytes.
+def _quote_name(name: str) -> str:
+    from urllib.parse import quote
 
-    The suffix is kept because it decides how the file is ingested.
-    """
-    name = Path((filename or "").replace("\x00", "")).name or default
-    stem, suffix = Path(name).stem, Path(name).suffix[:20]
-    while len((stem + suffix).encode()) > 200:
-        stem = stem[:-1]
-    return (stem + suffix) or default
+    return quote(name, safe="")
 
 
-def _save(upload: UploadFile, path: Path, max_mb: int) -> None:
-    """Copy an upload to ``path``, refusing it (413) past ``max_mb`` megabytes."""
-    limit = max_mb * 1024 * 1024
-    written = 0
-    try:
-        with path.open("wb") as out:
-            while chunk := upload.file.read(1 << 20):
-                written += len(chunk)
-                if written > limit:
-                    raise ApiError(
-                        413,
-                        "too_large",
-                        f"{upload.filename}: larger than the {max_mb} MB upload limit",
-                    )
-                out.write(chunk)
-    except ApiError:
-        path.unlink(missing_ok=True)
-        raise
-
-
-def _data_url_file(part: dict[str, Any], folder: Path) -> Path | None:
-    """A ``data:`` image URL from an OpenAI image part, saved to a file."""
-    url = (part.get("image_url") or {}).get("url", "")
+@contextmanager
+def _data_url_file(url: str, uploads: Uploads) -> Iterator[Path]:
+    """A ``data:`` image URL from an OpenAI image part, as a file deleted afterwards."""
     if not url.startswith("data:") or "," not in url:
         raise ApiError(422, "invalid_request", "image_url: only data: URLs are accepted")
     header, data = url.split(",", 1)
     try:
         raw = base64.b64decode(data, validate=True)
-    except ValueError as e:
+    except (ValueError, binascii.Error) as e:
         raise ApiError(422, "invalid_request", "image_url: not valid base64") from e
-    folder.mkdir(parents=True, exist_ok=True)
     suffix = ".png" if "png" in header else ".jpg"
-    path = folder / f"{uuid.uuid4().hex}{suffix}"
-    path.write_bytes(raw)
-    return path
+    with uploads.temporary(io.BytesIO(raw), f"image{suffix}") as path:
+        yield path
 
 
-def _render_page(pdf: Path, page: int) -> bytes:
+class PageRenders:
+    """Rendered PDF pages (PNG), least recently used dropped past a byte budget.
+
+    Keyed by the file's path, modification time and size, so an edited file is rendered
+    again. A cited page is usually opened several times (the UI, the widget, reloads).
+    """
+
+    def __init__(self, budget_bytes: int = 64 * 1024 * 1024) -> None:
+        self._pages: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.budget = budget_bytes
+
+    def get(self, key: tuple[Any, ...]) -> bytes | None:
+        with self._lock:
+            png = self._pages.get(key)
+            if png is not None:
+                self._pages.move_to_end(key)
+            return png
+
+    def put(self, key: tuple[Any, ...], png: bytes) -> None:
+        with self._lock:
+            if key in self._pages:
+                return
+            self._pages[key] = png
+            self._size += len(png)
+            while self._size > self.budget and len(self._pages) > 1:
+                _, old = self._pages.popitem(last=False)
+                self._size -= len(old)
+
+
+def render_page(pdf: Path, page: int, max_pixels: int, max_scale: float = 1.5) -> bytes:
+    """One page of a PDF as PNG bytes, at most ``max_pixels`` pixels.
+
+    Pages can be declared any size (14400 pt squares exist): the scale is chosen from the
+    page's size before rendering, so memory and time stay bounded. pdfium is not
+    thread-safe and ingestion may be inside it: its lock is held throughout.
+    """
     import pypdfium2 as pdfium
+    from PIL import Image
 
-    document = pdfium.PdfDocument(str(pdf))
-    try:
-        if page > len(document):
-            raise ApiError(404, "not_found", f"{pdf.name} has {len(document)} pages, not {page}")
-        bitmap = document[page - 1].render(scale=1.5)
-        buffer = io.BytesIO()
-        bitmap.to_pil().save(buffer, "PNG")
-        return buffer.getvalue()
-    finally:
-        document.close()
+    from ingest.loaders import PDFIUM_LOCK
+
+    with PDFIUM_LOCK:
+        try:
+            document = pdfium.PdfDocument(str(pdf))
+        except pdfium.PdfiumError as e:
+            raise ApiError(422, "unreadable", f"{pdf.name} is not a readable PDF") from e
+        try:
+            if page > len(document):
+                raise ApiError(
+                    404, "not_found", f"{pdf.name} has {len(document)} pages, not {page}"
+                )
+            handle = document[page - 1]
+            try:
+                width, height = handle.get_size()
+                area = max(width * height, 1.0)
+                scale = min(max_scale, math.sqrt(max_pixels / area))
+                bitmap = handle.render(scale=scale)
+                image: Image.Image = bitmap.to_pil()
+            finally:
+                handle.close()
+        except pdfium.PdfiumError as e:
+            raise ApiError(
+                422, "unreadable", f"page {page} of {pdf.name} cannot be rendered"
+            ) from e
+        finally:
+            document.close()
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()

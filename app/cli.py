@@ -43,10 +43,12 @@ err = Console(stderr=True)
 T = TypeVar("T")
 
 
-def _run(fn: Callable[[], T]) -> T:
+def _run(fn: Callable[[], T], passing: type[Exception] | None = None) -> T:
     try:
         return fn()
     except MmragError as e:
+        if passing is not None and isinstance(e, passing):
+            raise
         err.print(f"[bold red]error:[/] {e}")
         raise typer.Exit(2) from None
 
@@ -65,6 +67,69 @@ def _service() -> Any:
     return _run(lambda: Service(Settings()))
 
 
+class _Remote:
+    """The ``mmrag serve`` that holds the data folder, asked over its API instead.
+
+    The embedded store allows one process per folder; read-only commands (collections,
+    sources, ask) still work while a server runs, through the URL and local token the
+    server left in the folder (readable by its owner only).
+    """
+
+    def __init__(self, url: str, token: str | None, workspace: str) -> None:
+        import httpx
+
+        self.workspace = workspace
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=url, headers=headers, timeout=600)
+
+    @classmethod
+    def of(cls, service: Any) -> _Remote | None:
+        from retrieval.folder_lock import holder
+
+        info = holder(service.settings.store_path) or {}
+        if not info.get("url"):
+            return None
+        return cls(str(info["url"]), info.get("token"), service.settings.workspace)
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.http.get(path, params={**params, "workspaces": [self.workspace]})
+        return self._json(response)
+
+    @staticmethod
+    def _json(response: Any) -> Any:
+        from retrieval.errors import MmragError
+
+        if response.status_code >= 400:
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:200]
+            raise MmragError(f"the running server answered {response.status_code}: {message}")
+        return response.json()
+
+
+def _local_or_remote(service: Any, local: Callable[[], T], remote: Callable[[_Remote], T]) -> T:
+    """Run ``local``; if another process holds the data folder and it is a server, ask it.
+    Our errors are one sentence and exit code 2, as everywhere (:func:`_run`)."""
+    import httpx
+
+    from retrieval.errors import StoreLockedError
+
+    try:
+        return _run(local, passing=StoreLockedError)
+    except StoreLockedError as e:
+        server = _Remote.of(service)
+        if server is None:
+            err.print(f"[bold red]error:[/] {e}")
+            raise typer.Exit(2) from None
+        err.print(f"[dim]the data folder is held by the server at {server.http.base_url}[/]")
+        try:
+            return _run(lambda: remote(server))
+        except httpx.HTTPError as failure:
+            err.print(f"[bold red]error:[/] {e} (and it did not answer: {failure})")
+            raise typer.Exit(2) from None
+
+
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (walked recursively).")],
@@ -77,6 +142,7 @@ def ingest(
     from ingest.pipeline import FileResult, FileStatus, walk
 
     service = _service()
+    _ = _run(lambda: service.store)  # a folder held by another process: say so before the bars
     total = sum(1 for _ in walk(paths))
     with Progress(
         TextColumn("[bold]ingest"),
@@ -164,9 +230,13 @@ def ask(
 
     service = _service()
 
-    def run() -> DoneEvent:
+    def run() -> dict[str, Any]:
+        from app.api import answer_json
+
         done = None
-        for event in service.ask(question, corpora=corpus, image=image):
+        for event in service.ask(
+            question, corpora=corpus, image=image, workspaces=[service.settings.workspace]
+        ):
             if isinstance(event, RouteEvent) and not as_json:
                 err.print(f"[dim]route: {event.route.label} ({event.route.reason})[/]")
             elif isinstance(event, TokenEvent) and not as_json:
@@ -176,46 +246,101 @@ def ask(
             elif isinstance(event, DoneEvent):
                 done = event
         assert done is not None
-        return done
+        return _answer_json(done) if as_json else answer_json(done).model_dump()
 
-    done = _run(run)
+    def remote(server: _Remote) -> dict[str, Any]:
+        return _ask_remote(server, question, corpus, image, as_json)
+
+    answer = _local_or_remote(service, run, remote)
     service.close()
     if as_json:
-        console.print_json(json.dumps(_answer_json(done)))
+        console.print_json(json.dumps(answer))
         return
+    _print_answer(answer)
+
+
+def _ask_remote(
+    server: _Remote, question: str, corpora: Any, image: Path | None, quiet: bool
+) -> dict[str, Any]:
+    """Ask the running server, streaming its events as a local answer would."""
+    body: dict[str, Any] = {
+        "question": question,
+        "stream": True,
+        "workspaces": [server.workspace],
+        **({"corpora": [c.value for c in corpora]} if corpora else {}),
+    }
+    if image is not None:
+        with image.open("rb") as f:
+            files = {"image": (image.name, f.read())}
+        form = {"question": question, "stream": "true"}
+        request = server.http.build_request("POST", "/api/v1/ask/image", data=form, files=files)
+    else:
+        request = server.http.build_request("POST", "/api/v1/ask", json=body)
+    response = server.http.send(request, stream=True)
+    if response.status_code >= 400:
+        response.read()
+        return dict(_Remote._json(response))
+    done: dict[str, Any] | None = None
+    event = ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data = json.loads(line[6:])
+            if event == "route" and not quiet:
+                err.print(f"[dim]route: {'+'.join(data['corpora']) or 'no'} ({data['reason']})[/]")
+            elif event == "token" and not quiet:
+                console.print(data["text"], end="", markup=False, highlight=False)
+            elif event == "retry" and not quiet:
+                err.print(f"\n[yellow]{data['reason']}[/]")
+            elif event == "error":
+                from retrieval.errors import MmragError
+
+                raise MmragError(data["message"])
+            elif event == "done":
+                done = data
+    response.close()
+    if done is None:
+        from retrieval.errors import MmragError
+
+        raise MmragError("the running server ended the answer without a result")
+    return done
+
+
+def _print_answer(answer: dict[str, Any]) -> None:
+    """The end of an answer in the terminal: notes, the sources table, timings."""
     console.print()
-    answer = done.answer
-    if answer.invalid_markers:
+    if answer["invalid_markers"]:
         err.print(
             f"[yellow]dropped citation markers that point to no source: "
-            f"{', '.join(f'[{n}]' for n in answer.invalid_markers)}[/]"
+            f"{', '.join(f'[{n}]' for n in answer['invalid_markers'])}[/]"
         )
-    for c in answer.conflicts:
+    for c in answer["conflicts"]:
         err.print(
-            f'[yellow]sources disagree: [{c.a}] says "{c.a_says}", [{c.b}] says "{c.b_says}"[/]'
+            f'[yellow]sources disagree: [{c["a"]}] says "{c["a_says"]}", '
+            f'[{c["b"]}] says "{c["b_says"]}"[/]'
         )
-    if answer.weak_citations:
+    if answer["weak_citations"]:
         err.print(
             "[yellow]weakly supported (the source lacks most of the citing words): "
-            f"{', '.join(f'[{n}]' for n in answer.weak_citations)}[/]"
+            f"{', '.join(f'[{n}]' for n in answer['weak_citations'])}[/]"
         )
-    if answer.sources:
-        cited = {c.number for c in answer.citations}
+    if answer["sources"]:
         table = Table(title="Sources")
         for col in ("#", "file", "page", "section", "relevance", "cited"):
             table.add_column(col)
-        for s in answer.sources:
-            item = s.hit.item
+        for s in answer["sources"]:
+            relevance = s["relevance"]
             table.add_row(
-                str(s.number),
-                Path(item.source).name,
-                "" if item.page is None else str(item.page),
-                " > ".join(item.heading)[:40],
-                f"{s.hit.relevance:.3f}" if s.hit.relevance is not None else f"{s.hit.score:.3f}",
-                "yes" if s.number in cited else "",
+                str(s["number"]),
+                Path(s["source"]).name,
+                "" if s["page"] is None else str(s["page"]),
+                " > ".join(s["heading"])[:40],
+                "" if relevance is None else f"{relevance:.3f}",
+                "yes" if s["cited"] else "",
             )
         console.print(table)
-    t = done.timings
+    t = answer["timings"]
     err.print(
         f"[dim]retrieve {t.get('retrieve_ms', 0):.0f} ms, first token "
         f"{t.get('first_token_ms', 0):.0f} ms, total {t.get('total_ms', 0):.0f} ms[/]"
@@ -261,31 +386,49 @@ def _answer_json(done: Any) -> dict[str, Any]:
 
 @app.command()
 def collections() -> None:
-    """Item counts per corpus."""
+    """Item counts per corpus (of MMRAG_WORKSPACE)."""
     service = _service()
-    counts = _run(service.collections)
+    workspace = service.settings.workspace
+    counts = _local_or_remote(
+        service,
+        lambda: {c.value: n for c, n in service.collections([workspace]).items()},
+        lambda server: dict(server.get("/api/v1/corpora")["corpora"]),
+    )
     table = Table(title="Corpora")
     table.add_column("corpus")
     table.add_column("items", justify="right")
     for corpus, n in counts.items():
-        table.add_row(corpus.value, str(n))
+        table.add_row(corpus, str(n))
     console.print(table)
     service.close()
 
 
 @app.command()
 def sources() -> None:
-    """The files in the index, with their corpora and whether they are still on disk."""
+    """The files in the index (of MMRAG_WORKSPACE), with their corpora and whether they
+    are still on disk."""
     service = _service()
-    found = _run(service.sources)
+    workspace = service.settings.workspace
+
+    def local() -> list[tuple[str, str, bool]]:
+        found = service.sources([workspace])
+        return [(x.source, ", ".join(c.value for c in x.corpora), x.on_disk) for x in found]
+
+    def remote(server: _Remote) -> list[tuple[str, str, bool]]:
+        rows: list[tuple[str, str, bool]] = []
+        while True:
+            page = server.get("/api/v1/sources", limit=1000, offset=len(rows))
+            rows += [(x["source"], ", ".join(x["corpora"]), x["on_disk"]) for x in page["sources"]]
+            if not page["sources"] or len(rows) >= page["total"]:
+                return rows
+
+    found = _local_or_remote(service, local, remote)
     table = Table(title=f"Sources ({len(found)})")
     table.add_column("source", overflow="fold")
     table.add_column("corpora")
     table.add_column("on disk")
-    for x in found:
-        table.add_row(
-            x.source, ", ".join(c.value for c in x.corpora), "yes" if x.on_disk else "[red]gone[/]"
-        )
+    for source, kinds, on_disk in found:
+        table.add_row(source, kinds, "yes" if on_disk else "[red]gone[/]")
     console.print(table)
     service.close()
 
@@ -299,7 +442,7 @@ def delete(
     missing = 0
     for path in paths:
         source = str(path.resolve())
-        if _run(partial(service.delete_source, source)):
+        if _run(partial(service.delete_source, source, [service.settings.workspace])):
             console.print(f"deleted {source}")
         else:
             missing += 1
@@ -320,12 +463,55 @@ def serve(
     from app.api import create_app
 
     service = _service()
-    s = service.settings
+    s = service.settings.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v})
+    service.settings = s
+    store = _run(lambda: service.store)  # take the data folder now, or say who holds it
     app_ = _run(lambda: create_app(service))
-    where = f"http://{host or s.host}:{port or s.port}"
+    where = f"http://{s.host}:{s.port}"
+    lock = getattr(store, "lock", None)
+    if lock is not None:
+        # Read-only commands on this folder will ask this server (see _Remote).
+        local = s.host if s.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        token = lock.announce(f"http://{'[' + local + ']' if ':' in local else local}:{s.port}")
+        keyring = getattr(app_.state, "keyring", None)
+        if keyring is not None and keyring.enabled:
+            keyring.add_local(token)
     err.print(f"mmrag serving on {where}  (UI {where}/ui, API docs {where}/api/v1/docs)")
-    uvicorn.run(app_, host=host or s.host, port=port or s.port, log_level="warning")
+    uvicorn.run(app_, host=s.host, port=s.port, log_level="warning")
     service.close()
+
+
+keys_app = typer.Typer(help="API keys: make one, print its configuration entry.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new(
+    name: Annotated[str, typer.Option(help="Who holds it (also the UI login's user name).")],
+    role: Annotated[str, typer.Option(help="read, ingest or admin.")] = "read",
+    workspace: Annotated[
+        list[str] | None, typer.Option("--workspace", "-w", help="Workspaces it sees ('*': all).")
+    ] = None,
+) -> None:
+    """A new random key: give the key to its holder, put the printed entry (which holds
+    only its SHA-256) in MMRAG_API_KEYS."""
+    from pydantic import ValidationError
+
+    from app.security import new_key
+    from app.settings import ApiKey
+
+    key, sha = new_key()
+    try:
+        entry = ApiKey.model_validate(
+            {"name": name, "key_sha256": sha, "role": role, "workspaces": workspace or []}
+        )
+    except ValidationError as e:
+        err.print(f"[bold red]error:[/] {e.errors()[0]['msg']}")
+        raise typer.Exit(2) from None
+    err.print("[bold]key[/] (shown once; give it to its holder):")
+    console.print(key, markup=False, highlight=False)
+    err.print("[bold]entry[/] for MMRAG_API_KEYS:")
+    console.print(entry.model_dump_json(exclude_none=True), markup=False, highlight=False)
 
 
 @eval_app.command("text")
@@ -525,6 +711,9 @@ def bench_retrieval(
 
 
 def main() -> None:
+    from retrieval import folder_lock
+
+    folder_lock.COMMAND = " ".join(["mmrag", *sys.argv[1:]])
     try:
         app()
     except KeyboardInterrupt:

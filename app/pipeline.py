@@ -18,7 +18,7 @@ from generation.base import Answer, Generator, Source
 from generation.conflicts import disagree
 from generation.prompt import NO_ANSWER_TEXT
 from generation.rerank import Reranker
-from retrieval.base import Corpus, Hit
+from retrieval.base import Corpus, Hit, Scope
 from retrieval.index import Index
 from retrieval.select import SelectConfig, select_hits
 from retrieval.store import SearchMode
@@ -28,6 +28,8 @@ from router.base import FixedRouter, Route, Router, with_image
 class State(TypedDict, total=False):
     question: str
     image: Any  # a PIL image asked with the question: also searched by its pixels
+    workspaces: Scope  # the caller's workspaces: every count and search is limited to them
+    cancel: Any  # a threading.Event: set when the asker went away; generation stops
     route: Route
     available: dict[Corpus, int]
     hits: dict[Corpus, list[Hit]]
@@ -52,7 +54,12 @@ class PipelineConfig:
 
 
 def probe_no_route(
-    route: Route, question: str, index: Index, available: Mapping[Corpus, int], threshold: float
+    route: Route,
+    question: str,
+    index: Index,
+    available: Mapping[Corpus, int],
+    threshold: float,
+    workspaces: Scope = None,
 ) -> Route:
     """Search passages after all when the router said ``no`` but one is close.
 
@@ -63,7 +70,7 @@ def probe_no_route(
     """
     if available.get(Corpus.PARAGRAPH, 0) <= 0:
         return route
-    hits = index.search(question, [Corpus.PARAGRAPH], limit=1, mode="dense")
+    hits = index.search(question, [Corpus.PARAGRAPH], limit=1, mode="dense", workspaces=workspaces)
     best = hits.get(Corpus.PARAGRAPH, [])
     cosine = best[0].relevance if best and best[0].relevance is not None else 0.0
     if cosine < threshold:
@@ -88,13 +95,20 @@ def build_graph(
 
     def route(state: State) -> dict[str, Any]:
         start = time.perf_counter()
-        available = index.counts()
+        available = index.counts(state.get("workspaces"))
         r = router.route(state["question"], available)
         forced = isinstance(router, FixedRouter)
         if state.get("image") is not None and not forced:
             r = with_image(r, available)
         if not r.corpora and not forced and config.no_route_probe > 0:
-            r = probe_no_route(r, state["question"], index, available, config.no_route_probe)
+            r = probe_no_route(
+                r,
+                state["question"],
+                index,
+                available,
+                config.no_route_probe,
+                state.get("workspaces"),
+            )
         get_stream_writer()({"route": r})
         return {"route": r, "available": available, "timings": timed("route_ms", start)}
 
@@ -119,6 +133,7 @@ def build_graph(
             limit=config.search_limit,
             mode=config.search_mode,
             image=state.get("image"),
+            workspaces=state.get("workspaces"),
         )
         return {"hits": hits, "timings": timed("retrieve_ms", start)}
 
@@ -162,6 +177,7 @@ def build_graph(
             max_images=config.max_images,
             on_token=lambda text: write({"token": text}),
             on_retry=lambda reason: write({"retry": reason}),
+            should_stop=cancel.is_set if (cancel := state.get("cancel")) is not None else None,
         )
         out = timed("generate_ms", start)
         if draft.first_token_s is not None:

@@ -8,8 +8,10 @@ question that needs it, not on ``mmrag collections``), and exposes three verbs:
 
 from __future__ import annotations
 
+import collections.abc
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -19,7 +21,7 @@ from app.pipeline import PipelineConfig, build_graph
 from app.settings import Settings
 from generation.base import Answer, Generator
 from ingest.pipeline import Ingestor, IngestReport, ProgressFn, StepFn
-from retrieval.base import Corpus, Hit, ImageEncoder
+from retrieval.base import DEFAULT_WORKSPACE, Corpus, Hit, ImageEncoder, Scope
 from retrieval.index import Index
 from retrieval.select import SelectConfig
 from retrieval.store import QdrantStore, Store
@@ -69,6 +71,10 @@ class DoneEvent:
 
 Event = RouteEvent | SourcesEvent | TokenEvent | RetryEvent | DoneEvent
 
+MAX_QUESTION_CHARS = 1000
+"""Longest question accepted: the prompt keeps ~600 tokens for its fixed text and the
+question, the rest of the window for sources and the answer."""
+
 
 class Service:
     """mmrag as a library: ingest, ask, list corpora."""
@@ -83,7 +89,9 @@ class Service:
         """Parts not given are built from ``settings`` on first use (tests and embedders
         pass already-loaded ones)."""
         self.settings = settings or Settings()
-        self._known: dict[str, bool] = {}
+        self._known: dict[tuple[str, Scope], bool] = {}
+        # One ingest at a time (the API's jobs, the UI, the CLI); answers never take it.
+        self._ingest_lock = threading.Lock()
         if index is not None:
             self.__dict__["index"] = index
             self.__dict__["store"] = index.store
@@ -240,23 +248,58 @@ class Service:
         step: StepFn | None = None,
         *,
         prune: bool = False,
+        workspace: str | None = None,
     ) -> IngestReport:
-        self._known.clear()
-        return self.ingestor.ingest(paths, progress, step, prune=prune)
+        """Ingest files and folders into ``workspace`` (default: the setting's)."""
+        with self._ingest_lock:
+            try:
+                return self.ingestor.ingest(
+                    paths, progress, step, prune=prune, workspace=workspace or self.workspace
+                )
+            finally:
+                self._known.clear()
 
-    def delete_source(self, source: str) -> bool:
-        """Remove every item of ``source`` from every corpus, and the thumbnails and
-        keyframes made for it; False if it had none."""
-        self._known.clear()
-        return self.ingestor.remove_source(source)
+    @property
+    def workspace(self) -> str:
+        return self.settings.workspace
 
-    def is_source(self, path: str) -> bool:
-        """Whether ``path`` is a source of the index (cached until the index changes)."""
-        if path not in self._known:
-            self._known[path] = any(
-                self.store.exists(c) and bool(self.store.items_of(c, path)) for c in Corpus
+    def delete_source(self, source: str, workspaces: Scope = None) -> bool:
+        """Remove every item of ``source`` (in ``workspaces``; None: the setting's) from
+        every corpus, and the thumbnails and keyframes made for it; False if it had none."""
+        with self._ingest_lock:
+            try:
+                return self.ingestor.remove_source(source, self._scope(workspaces))
+            finally:
+                self._known.clear()
+
+    def _scope(self, workspaces: Scope) -> tuple[str, ...]:
+        return (self.workspace,) if workspaces is None else tuple(workspaces)
+
+    def is_source(self, path: str, workspaces: Scope = None) -> bool:
+        """Whether ``path`` is a source in ``workspaces`` (None: any), cached until the
+        index changes."""
+        key = (path, None if workspaces is None else tuple(workspaces))
+        if key not in self._known:
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[key] = any(
+                self.store.exists(c) and bool(self.store.items_of(c, path, workspaces))
+                for c in Corpus
             )
-        return self._known[path]
+        return self._known[key]
+
+    @property
+    def media_root(self) -> Path:
+        """Where thumbnails and keyframes are written (per workspace below it)."""
+        return self.settings.data_dir / "media"
+
+    def owns_media(self, path: Path, workspaces: Scope = None) -> bool:
+        """Whether ``path`` (resolved) is a thumbnail or keyframe of ``workspaces``."""
+        root = self.media_root.resolve()
+        if not path.is_relative_to(root):
+            return False
+        workspace = media_workspace(path.relative_to(root))
+        return workspaces is None or workspace in workspaces
 
     def ask(
         self,
@@ -264,37 +307,49 @@ class Service:
         *,
         corpora: Sequence[Corpus] | None = None,
         image: Path | None = None,
-    ) -> Iterator[Event]:
+        workspaces: Scope = None,
+        cancel: threading.Event | None = None,
+    ) -> collections.abc.Generator[Event, None, None]:
         """Answer a question as a stream: route, sources, tokens..., done.
 
         A ``RetryEvent`` among the tokens withdraws what was streamed before it (the
         draft cited no source and is being written again).
 
-        With ``image`` (a file), images and clips are also searched by its pixels.
+        With ``image`` (a file), images and clips are also searched by its pixels. Only
+        items of ``workspaces`` are searched (None: every workspace). Setting ``cancel``
+        (or closing this iterator) stops the answer at the next token and frees the model.
         """
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
         graph = self._graph(FixedRouter(tuple(corpora))) if corpora else self._default_graph
         start = time.perf_counter()
-        state: dict[str, Any] = {"question": question}
+        cancel = cancel or threading.Event()
+        state: dict[str, Any] = {"question": question, "workspaces": workspaces, "cancel": cancel}
         if image is not None:
             from ingest.images import open_image
 
             state["image"] = open_image(image)
         final: dict[str, Any] = {}
-        for mode, chunk in graph.stream(state, stream_mode=["custom", "values"]):
-            if mode == "values":
-                final = chunk
-                continue
-            if "route" in chunk:
-                yield RouteEvent(chunk["route"])
-            elif "sources" in chunk:
-                yield SourcesEvent(tuple(chunk["sources"]))
-            elif "token" in chunk:
-                yield TokenEvent(chunk["token"])
-            elif "retry" in chunk:
-                yield RetryEvent(chunk["retry"])
+        stream = graph.stream(state, stream_mode=["custom", "values"])
+        try:
+            for mode, chunk in stream:
+                if mode == "values":
+                    final = chunk
+                    continue
+                if "route" in chunk:
+                    yield RouteEvent(chunk["route"])
+                elif "sources" in chunk:
+                    yield SourcesEvent(tuple(chunk["sources"]))
+                elif "token" in chunk:
+                    yield TokenEvent(chunk["token"])
+                elif "retry" in chunk:
+                    yield RetryEvent(chunk["retry"])
+        except GeneratorExit:
+            cancel.set()  # the consumer went away: the generate node stops at once
+            raise
+        finally:
+            stream.close()
         timings = dict(final.get("timings", {}))
         timings["total_ms"] = round((time.perf_counter() - start) * 1000, 2)
         yield DoneEvent(final["answer"], final["route"], timings)
@@ -305,24 +360,26 @@ class Service:
         *,
         corpora: Sequence[Corpus] | None = None,
         image: Path | None = None,
+        workspaces: Scope = None,
     ) -> DoneEvent:
         """Like :meth:`ask`, without streaming."""
         done = None
-        for event in self.ask(question, corpora=corpora, image=image):
+        for event in self.ask(question, corpora=corpora, image=image, workspaces=workspaces):
             if isinstance(event, DoneEvent):
                 done = event
         assert done is not None
         return done
 
-    def collections(self) -> dict[Corpus, int]:
-        return self.store.counts()
+    def collections(self, workspaces: Scope = None) -> dict[Corpus, int]:
+        """Item counts per corpus (of ``workspaces``; None: all)."""
+        return self.store.counts(workspaces)
 
-    def sources(self) -> list[SourceInfo]:
-        """Every source of the index (files and folders' files), sorted by path."""
+    def sources(self, workspaces: Scope = None) -> list[SourceInfo]:
+        """Every source of the index (of ``workspaces``; None: all), sorted by path."""
         kinds: dict[str, list[Corpus]] = {}
         for corpus in (Corpus.DOCUMENT, Corpus.IMAGE, Corpus.VIDEO):
             if self.store.exists(corpus):
-                for source in self.store.source_hashes(corpus):
+                for source in self.store.source_hashes(corpus, workspaces):
                     kinds.setdefault(source, []).append(corpus)
         return [
             SourceInfo(source, tuple(found), Path(source).exists())
@@ -332,3 +389,9 @@ class Service:
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()
+
+
+def media_workspace(relative: Path) -> str:
+    """The workspace of a file under the media folder: ``ws/<name>/...`` or the default."""
+    parts = relative.parts
+    return parts[1] if len(parts) > 2 and parts[0] == "ws" else DEFAULT_WORKSPACE

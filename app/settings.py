@@ -8,10 +8,11 @@ Every field is documented in docs/configuration.md.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +21,39 @@ from pydantic_settings import (
 )
 
 from retrieval.errors import ConfigError
+
+Role = Literal["read", "ingest", "admin"]
+"""What a key may do: ``read`` asks and loads media; ``ingest`` also uploads, follows its
+jobs and lists sources; ``admin`` also deletes sources. Each role includes the ones before."""
+
+DEFAULT_WORKSPACE = "default"
+_WORKSPACE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class ApiKey(BaseModel):
+    """One API key: who holds it (``name``), what it may do and which workspaces it sees.
+
+    Give the key itself (``key``) or only its SHA-256 (``key_sha256``, hex: what
+    ``mmrag keys new`` prints), so the configuration need not hold the secret.
+    ``workspaces`` ``["*"]`` means all of them; none given means ``MMRAG_WORKSPACE``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    key: str | None = Field(None, min_length=16)
+    key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    role: Role = "read"
+    workspaces: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ApiKey:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError(f"API key {self.name!r}: give exactly one of key or key_sha256")
+        for w in self.workspaces:
+            if w != "*" and not re.match(_WORKSPACE_NAME, w):
+                raise ValueError(f"API key {self.name!r}: {w!r} is not a workspace name")
+        return self
 
 
 class Settings(BaseSettings):
@@ -163,9 +197,41 @@ class Settings(BaseSettings):
     # Serving (mmrag serve: REST API, UI, widget)
     host: str = Field("127.0.0.1", description="Address mmrag serve listens on.")
     port: int = Field(7860, ge=1, le=65535, description="Port mmrag serve listens on.")
-    api_keys: list[str] = Field(
+    workspace: str = Field(
+        DEFAULT_WORKSPACE,
+        pattern=_WORKSPACE_NAME,
+        description=(
+            "The workspace the CLI (and an API without keys) ingests into and searches; "
+            "each key names its own."
+        ),
+    )
+    api_keys: list[str | ApiKey] = Field(
         default_factory=list,
-        description="Bearer keys the API requires (JSON list in the env); empty = no auth.",
+        description=(
+            "Keys the API requires (JSON list in the env): objects with name, key or "
+            "key_sha256, role and workspaces; a plain string is an admin key for every "
+            "workspace. Empty = no auth."
+        ),
+    )
+    auth_failures_per_minute: int = Field(
+        10,
+        ge=1,
+        description="Failed key checks (API or UI login) per client address per minute before 429.",
+    )
+    media_secret: str | None = Field(
+        None,
+        min_length=32,
+        description=(
+            "Secret that signs media links; default: a random one kept in "
+            "<data_dir>/secret.key. Set the same value on every replica."
+        ),
+    )
+    allowed_hosts: list[str] | None = Field(
+        None,
+        description=(
+            "Host names the server answers to (JSON list; '*' = any, '*.example.com' = its "
+            "subdomains). Default: localhost names when bound to a loopback address, else any."
+        ),
     )
     rate_limit_per_minute: int = Field(
         60,
@@ -190,7 +256,22 @@ class Settings(BaseSettings):
             'pages embedding the widget; other origins are refused. ["*"] allows all.'
         ),
     )
-    max_upload_mb: int = Field(200, ge=1, description="Largest upload accepted, in MB.")
+    max_upload_mb: int = Field(
+        200, ge=1, description="Largest request body accepted (uploads, chat images), in MB."
+    )
+    page_renders_per_minute: int = Field(
+        30,
+        ge=0,
+        description=(
+            "PDF page images rendered per minute per key or address (cached ones are "
+            "free); 0 = off."
+        ),
+    )
+    max_page_pixels: int = Field(
+        4_000_000,
+        ge=10_000,
+        description="Most pixels of a rendered PDF page image (larger pages are scaled down).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

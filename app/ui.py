@@ -15,16 +15,23 @@ import html
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gradio as gr
 from fastapi import FastAPI
 
-from app.service import DoneEvent, RetryEvent, RouteEvent, Service, SourcesEvent, TokenEvent
+from app.security import UNSIGNED, KeyRing, MediaLinks, Principal
+from app.service import (
+    MAX_QUESTION_CHARS,
+    DoneEvent,
+    RetryEvent,
+    RouteEvent,
+    Service,
+    SourcesEvent,
+    TokenEvent,
+)
+from app.uploads import Uploads, public_message
 from retrieval.base import Corpus
-
-if TYPE_CHECKING:
-    from app.api import MediaLinks
 
 CSS = """
 #sources { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 12px; }
@@ -82,26 +89,56 @@ def route_text(route: Any) -> str:
     return f"**Route:** {corpora} — {html.escape(route.reason)} (scores: {scores})"
 
 
-def build_ui(service: Service, lock: threading.Lock, links: MediaLinks | None = None) -> gr.Blocks:
-    from app.api import UNSIGNED, source_json
+def build_ui(
+    service: Service,
+    links: MediaLinks | None = None,
+    keys: KeyRing | None = None,
+    uploads: Uploads | None = None,
+) -> gr.Blocks:
+    """The UI's Blocks. With ``keys``, each handler acts as the logged-in key (its role and
+    workspaces); without, as an admin of ``MMRAG_WORKSPACE``."""
+    from app.api import source_json
 
     signer = links or UNSIGNED
+    settings = service.settings
+    store = uploads or Uploads(settings.data_dir / "uploads", settings.max_upload_mb * 1024 * 1024)
+    anonymous = Principal("anonymous", "admin", frozenset({settings.workspace}))
+
+    def caller(request: gr.Request | None) -> Principal:
+        if keys is None or not keys.enabled:
+            return anonymous
+        who = keys.named((request.username if request else None) or "")
+        if who is None:
+            raise gr.Error("Log in with an API key first.")
+        return who
 
     def ask(
-        message: str, image: str | None, forced: list[str], history: list[dict[str, str]]
+        message: str,
+        image: str | None,
+        forced: list[str],
+        history: list[dict[str, str]],
+        request: gr.Request,
     ) -> Iterator[tuple[list[dict[str, str]], str, str, str]]:
-        question = (message or "").strip()
+        question = (message or "").strip()[: MAX_QUESTION_CHARS + 1]
         if not question:
             yield history, "", "", ""
             return
+        if len(question) > MAX_QUESTION_CHARS:
+            raise gr.Error(f"A question has at most {MAX_QUESTION_CHARS} characters.")
+        who = caller(request)
+        photo = Path(image) if image else None
+        if photo is not None and not uploaded_by_a_client(photo):
+            raise gr.Error("That photo was not uploaded here.")
         history = [*history, {"role": "user", "content": question}]
         answer = ""
         route, cards = "", ""
         corpora = [Corpus(c) for c in forced] if forced else None
-        with lock:
-            for event in service.ask(
-                question, corpora=corpora, image=Path(image) if image else None
-            ):
+        cancel = threading.Event()
+        events = service.ask(
+            question, corpora=corpora, image=photo, workspaces=who.scope, cancel=cancel
+        )
+        try:
+            for event in events:
                 if isinstance(event, RouteEvent):
                     route = route_text(event.route)
                 elif isinstance(event, SourcesEvent):
@@ -137,31 +174,52 @@ def build_ui(service: Service, lock: threading.Lock, links: MediaLinks | None = 
                     if notes:
                         answer += "\n\n_" + "; ".join(notes) + "_"
                 yield [*history, {"role": "assistant", "content": answer}], route, cards, ""
+        finally:
+            cancel.set()  # the page went away mid-answer: stop at the next token
+            events.close()
 
-    def ingest(files: list[str] | None, progress: gr.Progress | None = None) -> str:
-        paths = [Path(f) for f in files or []]
-        if not paths:
+    def ingest(
+        files: list[str] | None, request: gr.Request, progress: gr.Progress | None = None
+    ) -> str:
+        who = caller(request)
+        if not who.allows("ingest"):
+            raise gr.Error(f"This key's role ({who.role}) may not ingest.")
+        picked = [Path(f) for f in files or []]
+        if not picked:
             return "Choose files first."
+        # Only files a client uploaded through this UI: a crafted request naming any
+        # other server path is refused here, whatever Gradio itself let through.
+        if not all(uploaded_by_a_client(f) for f in picked):
+            raise gr.Error("Only files uploaded here can be ingested.")
+        workspace = who.home(settings.workspace)
+        saved: list[Path] = []
+        for f in picked:
+            with f.open("rb") as stream:
+                path = store.save(stream, f.name, workspace)
+            if path not in saved:
+                saved.append(path)
         progress = progress or gr.Progress()
         lines: list[str] = []
 
         def on_file(result: Any) -> None:
-            detail = f": {result.message}" if result.message else ""
-            lines.append(f"- {Path(result.path).name}: **{result.status.value}**{detail}")
-            progress(len(lines) / len(paths), desc=Path(result.path).name)
+            name = Path(result.path).name
+            detail = f": {public_message(result.message)}" if result.message else ""
+            lines.append(f"- {html.escape(name)}: **{result.status.value}**{html.escape(detail)}")
+            progress(len(lines) / len(saved), desc=name)
+            if result.status.value == "failed":
+                store.discard(Path(result.path))
 
         def on_step(path: str, fraction: float) -> None:  # inside a video or a scan
-            progress(min((len(lines) + fraction) / len(paths), 0.999), desc=Path(path).name)
+            progress(min((len(lines) + fraction) / len(saved), 0.999), desc=Path(path).name)
 
-        with lock:
-            report = service.ingest(paths, progress=on_file, step=on_step)
+        report = service.ingest(saved, progress=on_file, step=on_step, workspace=workspace)
         head = "Ingested." if report.ok else "Ingested, with failures."
         return head + "\n\n" + "\n".join(lines)
 
-    def corpora() -> tuple[list[list[Any]], list[list[Any]]]:
-        with lock:
-            counts = service.collections()
-            found = service.sources()
+    def corpora(request: gr.Request) -> tuple[list[list[Any]], list[list[Any]]]:
+        who = caller(request)
+        counts = service.collections(who.scope)
+        found = service.sources(who.scope) if who.allows("ingest") else []
         files = [
             [x.source, ", ".join(c.value for c in x.corpora), "yes" if x.on_disk else "gone"]
             for x in found
@@ -180,6 +238,7 @@ def build_ui(service: Service, lock: threading.Lock, links: MediaLinks | None = 
                     scale=4,
                     elem_id="question",
                     autofocus=True,
+                    max_length=MAX_QUESTION_CHARS,
                 )
                 send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
             with gr.Accordion("Photo and corpora", open=False):
@@ -212,29 +271,63 @@ def build_ui(service: Service, lock: threading.Lock, links: MediaLinks | None = 
             refresh = gr.Button("Refresh", elem_id="refresh")
             refresh.click(corpora, None, [table, files_table])
             ui.load(corpora, None, [table, files_table])
+    # A bounded queue: a flood of questions from one page waits or is refused, it does
+    # not pile up without end.
+    ui.queue(default_concurrency_limit=1, max_size=64)
     return ui
 
 
+def uploaded_by_a_client(path: Path) -> bool:
+    """Whether ``path`` is a file Gradio received through its upload route: inside its
+    upload folder (not a link out of it) and recorded as uploaded by a client."""
+    from gradio.context import LocalContext
+    from gradio.utils import get_upload_folder
+
+    folder = Path(get_upload_folder()).resolve()
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return False
+    if path.is_symlink() or not real.is_relative_to(folder) or not real.is_file():
+        return False
+    blocks = LocalContext.blocks.get(None)
+    recorded = getattr(blocks, "upload_file_set", None)
+    return recorded is None or str(path) in recorded or str(real) in recorded
+
+
 def mount_ui(app: FastAPI, service: Service) -> FastAPI:
-    """Mount the UI at ``/ui``, sharing the API's model lock and media links.
+    """Mount the UI at ``/ui``, sharing the API's keys, media links and upload folder.
 
-    With API keys configured the UI is behind Gradio's login (any user name, an API key
-    as the password): otherwise it would be a way round the keys.
+    With API keys configured the UI is behind Gradio's login (the key's name as user
+    name, the key as password): otherwise it would be a way round the keys. Gradio is
+    told to accept, for any input, only files a client uploaded (its own check is off
+    when an app is mounted rather than launched) and never to serve the data folder.
     """
-    lock = getattr(app.state, "model_lock", None) or threading.Lock()
+    keys: KeyRing | None = getattr(app.state, "keyring", None)
     links = getattr(app.state, "media_links", None)
-    keys = frozenset(service.settings.api_keys)
+    uploads = getattr(app.state, "uploads", None)
+    settings = service.settings
 
-    def login(_user: str, password: str) -> bool:
-        return password in keys
+    def login(user: str, password: str) -> bool:
+        who = keys.authenticate(password) if keys is not None else None
+        return who is not None and who.name == user
 
-    blocks = build_ui(service, lock, links)
+    blocks = build_ui(service, links, keys, uploads)
     mounted: FastAPI = gr.mount_gradio_app(
         app,
         blocks,
         path="/ui",
         css=CSS,
-        auth=login if keys else None,
-        auth_message="This mmrag server needs an API key: any user name, the key as password.",
+        auth=login if keys is not None and keys.enabled else None,
+        auth_message=(
+            "This mmrag server needs an API key: the key's name as user name "
+            "(admin for a plain key), the key as password."
+        ),
+        allowed_paths=[],
+        blocked_paths=[str(settings.data_dir.resolve())],
+        max_file_size=f"{settings.max_upload_mb}mb",
     )
+    # Gradio checks input file paths only in a launched app; a mounted one is served the
+    # same way, so it gets the same check (only files in its upload folder).
+    blocks.has_launched = True
     return mounted

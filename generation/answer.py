@@ -31,6 +31,7 @@ class Draft:
     first_token_s: float | None = None  # from the call to the first delta
     deltas: int = 0  # pieces streamed (one per token for llama.cpp and vLLM)
     seconds: float = 0.0
+    cancelled: bool = False  # the asker went away; the text is cut short
 
 
 def write_answer(
@@ -43,6 +44,7 @@ def write_answer(
     max_images: int = 4,
     on_token: Callable[[str], None] | None = None,
     on_retry: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Draft:
     """Stream an answer over ``sources`` (none: from the model alone).
 
@@ -51,7 +53,8 @@ def write_answer(
     add up to the final answer text. A draft over real evidence that cites nothing is
     written once more with a stricter instruction; ``on_retry`` announces it (what was
     streamed before is withdrawn). A generator that ``supports_images`` is shown up to
-    ``max_images`` pictures of the image and video sources.
+    ``max_images`` pictures of the image and video sources. When ``should_stop`` turns
+    true (the asker went away) generation ends at the next token and the model is freed.
     """
     start = time.perf_counter()
     conflicts = find_conflicts(sources)
@@ -67,22 +70,38 @@ def write_answer(
     )
     draft = Draft("", conflicts)
 
+    def stopped() -> bool:
+        if should_stop is not None and should_stop():
+            draft.cancelled = True
+        return draft.cancelled
+
     def run(chat: list[Message]) -> str:
         parts: list[str] = []
         markers = MarkerFilter(sources)
-        for delta in llm.stream(chat, max_tokens=max_tokens, temperature=temperature):
-            if draft.first_token_s is None:
-                draft.first_token_s = time.perf_counter() - start
-            draft.deltas += 1
-            parts.append(delta)
-            if (shown := markers.feed(delta)) and on_token:
-                on_token(shown)
+        if stopped():
+            return ""
+        stream = llm.stream(chat, max_tokens=max_tokens, temperature=temperature)
+        try:
+            for delta in stream:
+                if stopped():
+                    break
+                if draft.first_token_s is None:
+                    draft.first_token_s = time.perf_counter() - start
+                draft.deltas += 1
+                parts.append(delta)
+                if (shown := markers.feed(delta)) and on_token:
+                    on_token(shown)
+        finally:
+            # Closed on every exit: a backend may hold its model until its stream ends.
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
         if (rest := markers.flush()) and on_token:
             on_token(rest)
         return "".join(parts)
 
     draft.text = run(messages)
-    if sources and _uncited(draft.text, sources):
+    if sources and not draft.cancelled and _uncited(draft.text, sources):
         # An answer over real evidence that cites nothing cannot be checked: ask once
         # more, with the draft shown and a stricter instruction.
         if on_retry:

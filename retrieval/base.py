@@ -31,12 +31,24 @@ TEXT_CORPORA: tuple[Corpus, ...] = (Corpus.PARAGRAPH, Corpus.DOCUMENT)
 # Corpora whose items also carry a ``visual`` vector (search by image).
 VISUAL_CORPORA: tuple[Corpus, ...] = (Corpus.IMAGE, Corpus.CLIP)
 
+DEFAULT_WORKSPACE = "default"
+"""The workspace of items stored before workspaces existed, and of a setup without keys."""
+
+Scope = Sequence[str] | None
+"""The workspaces a read is limited to; None: all of them."""
+
 # A fixed namespace so that item ids are stable across runs and machines.
 _ID_NAMESPACE = uuid.UUID("6f1c6f0e-4a57-4d8e-9a43-0c5a3e1f7b21")
 
 
-def item_id(*parts: object) -> str:
-    """A deterministic UUID (Qdrant point ids must be UUIDs or ints) from its parts."""
+def item_id(*parts: object, workspace: str = DEFAULT_WORKSPACE) -> str:
+    """A deterministic UUID (Qdrant point ids must be UUIDs or ints) from its parts.
+
+    The same file in two workspaces gets two sets of ids; ids of the default workspace
+    are those of the versions before workspaces, so existing indexes keep theirs.
+    """
+    if workspace != DEFAULT_WORKSPACE:
+        parts = (f"workspace={workspace}", *parts)
     return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(str(p) for p in parts)))
 
 
@@ -52,6 +64,7 @@ class Item:
     vector stays focused. Neither is stored. ``page`` is 1-based. ``char_start``
     and ``char_end`` index into the text of the page (PDF) or of the file (other types).
     ``extra`` holds corpus-specific payload (pages, passage ids, time ranges...).
+    ``workspace`` is the tenant it belongs to: reads are always filtered by workspace.
     """
 
     id: str
@@ -68,6 +81,7 @@ class Item:
     embed_text: str | None = None
     sparse_text: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    workspace: str = DEFAULT_WORKSPACE
 
 
 @dataclass(frozen=True)

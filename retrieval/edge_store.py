@@ -13,14 +13,25 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from retrieval.base import Corpus, EncoderInfo, Hit, Item, SparseVector, Vectors
+from retrieval.base import (
+    DEFAULT_WORKSPACE,
+    Corpus,
+    EncoderInfo,
+    Hit,
+    Item,
+    Scope,
+    SparseVector,
+    Vectors,
+)
 from retrieval.errors import StoreError
+from retrieval.folder_lock import FolderLock
 from retrieval.store import (
     DENSE,
     SPARSE,
@@ -34,6 +45,7 @@ from retrieval.store import (
     item_from,
     payload_of,
     query_dense,
+    serialised,
     visual_part,
 )
 
@@ -52,8 +64,9 @@ def _edge() -> Any:
 class EdgeStore:
     """One Qdrant Edge shard per corpus under ``path``; one process per folder.
 
-    The shards that exist are opened (and locked) in the constructor, so a second
-    process on the same folder fails at once with a clear message.
+    The folder is locked (:class:`FolderLock`) before any shard is touched, so a second
+    process on the same folder fails at once with a message naming the holder, and
+    leaves the holder's files alone; the shards that exist are then opened.
     """
 
     def __init__(self, path: Path | str, *, prefix: str = "mmrag") -> None:
@@ -62,11 +75,18 @@ class EdgeStore:
         self._q = _edge()
         self._shards: dict[Corpus, Any] = {}
         self._known: dict[Corpus, tuple[EncoderInfo, EncoderInfo, EncoderInfo | None]] = {}
-        self.root.mkdir(parents=True, exist_ok=True)
-        for corpus in Corpus:
-            folder = self._folder(corpus)
-            if (folder / _META).is_file():
-                self._shards[corpus] = self._open(lambda f=folder: self._q.EdgeShard.load(str(f)))
+        self.lock = FolderLock(self.root)
+        self._mutex = threading.RLock()
+        try:
+            for corpus in Corpus:
+                folder = self._folder(corpus)
+                if (folder / _META).is_file():
+                    shard = self._open(lambda f=folder: self._q.EdgeShard.load(str(f)))
+                    self._shards[corpus] = shard
+                    self._index_fields(shard)
+        except BaseException:
+            self.close()
+            raise
 
     def _folder(self, corpus: Corpus) -> Path:
         return self.root / f"{self.prefix}_{corpus.value}"
@@ -86,9 +106,11 @@ class EdgeStore:
 
     # -- collections ---------------------------------------------------------------
 
+    @serialised
     def exists(self, corpus: Corpus) -> bool:
         return corpus in self._shards
 
+    @serialised
     def ensure(
         self,
         corpus: Corpus,
@@ -111,22 +133,29 @@ class EdgeStore:
                 vectors=vectors,
                 sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
             )
-            self._shards[corpus] = self._open(lambda: q.EdgeShard.create(str(folder), config))
+            shard = self._open(lambda: q.EdgeShard.create(str(folder), config))
+            self._shards[corpus] = shard
+            self._index_fields(shard)
             # Written last and atomically: a folder without it is not a finished shard.
             tmp = folder / f".{_META}.tmp"
             tmp.write_text(json.dumps(encoder_metadata(dense, sparse, visual)), encoding="utf-8")
             os.replace(tmp, folder / _META)
         self._known[corpus] = (dense, sparse, visual)
 
-    def count(self, corpus: Corpus) -> int:
+    @serialised
+    def count(self, corpus: Corpus, workspaces: Scope = None) -> int:
         shard = self._shards.get(corpus)
-        return 0 if shard is None else int(shard.count(self._q.CountRequest(exact=True)))
+        if shard is None:
+            return 0
+        request = self._q.CountRequest(exact=True, filter=self._filter(workspaces=workspaces))
+        return int(shard.count(request))
 
-    def counts(self) -> dict[Corpus, int]:
-        return {c: self.count(c) for c in Corpus}
+    def counts(self, workspaces: Scope = None) -> dict[Corpus, int]:
+        return {c: self.count(c, workspaces) for c in Corpus}
 
     # -- writing -------------------------------------------------------------------
 
+    @serialised
     def upsert(
         self,
         items: Sequence[Item],
@@ -155,27 +184,36 @@ class EdgeStore:
             shard.update(q.UpdateOperation.upsert_points(points))
         shard.flush()
 
-    def delete_stale(self, corpus: Corpus, source: str, keep_hash: str) -> None:
+    @serialised
+    def delete_stale(
+        self, corpus: Corpus, source: str, keep_hash: str, workspace: str = DEFAULT_WORKSPACE
+    ) -> None:
         self._delete(
             corpus,
-            self._q.Filter(
-                must=[self._match("source", source)],
+            self._filter(
+                sources=[source],
+                workspaces=[workspace],
                 must_not=[self._match("content_hash", keep_hash)],
             ),
         )
 
-    def delete_source(self, corpus: Corpus, source: str) -> None:
-        self._delete(corpus, self._q.Filter(must=[self._match("source", source)]))
+    @serialised
+    def delete_source(self, corpus: Corpus, source: str, workspaces: Scope = None) -> None:
+        self._delete(corpus, self._filter(sources=[source], workspaces=workspaces))
 
     # -- reading -------------------------------------------------------------------
 
-    def source_hashes(self, corpus: Corpus) -> dict[str, set[str]]:
-        return hashes_by_source(self._scroll(corpus, ["source", "content_hash"], None))
+    @serialised
+    def source_hashes(self, corpus: Corpus, workspaces: Scope = None) -> dict[str, set[str]]:
+        flt = self._filter(workspaces=workspaces)
+        return hashes_by_source(self._scroll(corpus, ["source", "content_hash"], flt))
 
-    def items_of(self, corpus: Corpus, source: str) -> list[Item]:
-        flt = self._q.Filter(must=[self._match("source", source)])
+    @serialised
+    def items_of(self, corpus: Corpus, source: str, workspaces: Scope = None) -> list[Item]:
+        flt = self._filter(sources=[source], workspaces=workspaces)
         return [item_from(corpus, pid, p) for pid, p in self._scroll(corpus, True, flt)]
 
+    @serialised
     def search(
         self,
         corpus: Corpus,
@@ -187,6 +225,7 @@ class EdgeStore:
         limit: int = 10,
         prefetch_limit: int | None = None,
         sources: Sequence[str] | None = None,
+        workspaces: Scope = None,
         rrf_k: int = 60,
         dense_weight: float = 1.0,
     ) -> list[Hit]:
@@ -195,11 +234,7 @@ class EdgeStore:
         if shard is None:
             return []
         q = self._q
-        flt = (
-            q.Filter(must=[q.FieldCondition(key="source", match=q.MatchAny(list(sources)))])
-            if sources
-            else None
-        )
+        flt = self._filter(sources=sources, workspaces=workspaces)
         dense_q = query_dense(mode, dense, sparse, visual)
         sparse_q = (
             q.SparseVector(list(sparse.indices), list(sparse.values))
@@ -276,11 +311,15 @@ class EdgeStore:
             for p in points
         ]
 
+    @serialised
     def close(self) -> None:
-        for shard in self._shards.values():
-            shard.close()
-        self._shards.clear()
-        self._known.clear()
+        try:
+            for shard in self._shards.values():
+                shard.close()
+        finally:
+            self._shards.clear()
+            self._known.clear()
+            self.lock.release()
 
     # -- internals -----------------------------------------------------------------
 
@@ -290,8 +329,39 @@ class EdgeStore:
             raise StoreError(f"the {corpus.value} corpus has no collection yet (ensure it first)")
         return shard
 
+    def _index_fields(self, shard: Any) -> None:
+        """Index the payload fields every read filters on (shards made before have none)."""
+        q = self._q
+        have = set(shard.info().payload_schema)
+        for name, params in (
+            ("workspace", q.KeywordIndexParams(is_tenant=True)),
+            ("source", q.KeywordIndexParams()),
+        ):
+            if name not in have:
+                shard.update(q.UpdateOperation.create_field_index(name, params))
+
     def _match(self, key: str, value: str) -> Any:
         return self._q.FieldCondition(key=key, match=self._q.MatchValue(value))
+
+    def _filter(
+        self,
+        sources: Sequence[str] | None = None,
+        workspaces: Scope = None,
+        must_not: Sequence[Any] = (),
+    ) -> Any:
+        """A read limited to some sources and workspaces (see ``store._filter``)."""
+        q = self._q
+        must: list[Any] = []
+        if sources:
+            must.append(q.FieldCondition(key="source", match=q.MatchAny(list(sources))))
+        if workspaces is not None:
+            wanted: Any = q.FieldCondition(key="workspace", match=q.MatchAny(list(workspaces)))
+            if DEFAULT_WORKSPACE in workspaces:
+                wanted = q.Filter(should=[wanted, q.IsEmptyCondition("workspace")])
+            must.append(wanted)
+        if not must and not must_not:
+            return None
+        return q.Filter(must=must or None, must_not=list(must_not) or None)
 
     def _delete(self, corpus: Corpus, flt: Any) -> None:
         shard = self._shards.get(corpus)

@@ -25,6 +25,10 @@ class StoreError(MmragError):
     """The vector store could not be opened or answered with an error."""
 
 
+class StoreLockedError(StoreError):
+    """Another process holds the embedded store's folder (the message says which)."""
+
+
 class LoaderError(MmragError):
     """A file could not be turned into items (corrupt, empty, unsupported, undecodable)."""
 

@@ -18,6 +18,7 @@ from retrieval.base import (
     Hit,
     ImageEncoder,
     Item,
+    Scope,
     SparseEncoder,
     TextEncoder,
     Vectors,
@@ -116,8 +117,9 @@ class Index:
         limit: int = 10,
         mode: SearchMode = "hybrid",
         image: Any = None,
+        workspaces: Scope = None,
     ) -> dict[Corpus, list[Hit]]:
-        """Search each corpus with one encoding of the query.
+        """Search each corpus (in ``workspaces``; None: all) with one encoding of the query.
 
         With ``image`` (a PIL image) and a visual encoder, the image and clip corpora are
         also searched by the image's visual features (a third list in the fusion). A
@@ -155,11 +157,12 @@ class Index:
                 visual=visual,
                 mode=mode,
                 limit=limit,
+                workspaces=workspaces,
                 rrf_k=self.rrf_k,
                 dense_weight=self.dense_weight,
             )
             if visual is not None and image is not None:
-                hits = self._nearest_by_pixels(c, visual, hits)
+                hits = self._nearest_by_pixels(c, visual, hits, workspaces)
             out[c] = hits
         return out
 
@@ -168,7 +171,9 @@ class Index:
         """The visual encoder's text tower when it has one (a CLIP-family model)."""
         return self.visual if isinstance(self.visual, TextEncoder) else None
 
-    def _nearest_by_pixels(self, corpus: Corpus, visual: Vectors, hits: list[Hit]) -> list[Hit]:
+    def _nearest_by_pixels(
+        self, corpus: Corpus, visual: Vectors, hits: list[Hit], workspaces: Scope = None
+    ) -> list[Hit]:
         """Put the items nearest to the query image by pixels first.
 
         In the fused list the image's own list counts as one of three, and RRF with
@@ -177,10 +182,12 @@ class Index:
         images are evidence whatever the words say, so the ``NEAREST_BY_PIXELS``
         nearest come first, scored (and judged relevant) by their visual cosine.
         """
-        near = self.store.search(corpus, visual=visual, mode="visual", limit=NEAREST_BY_PIXELS)
+        near = self.store.search(
+            corpus, visual=visual, mode="visual", limit=NEAREST_BY_PIXELS, workspaces=workspaces
+        )
         near = [Hit(h.item, h.score, h.score) for h in near]
         ids = {h.item.id for h in near}
         return near + [h for h in hits if h.item.id not in ids]
 
-    def counts(self) -> dict[Corpus, int]:
-        return self.store.counts()
+    def counts(self, workspaces: Scope = None) -> dict[Corpus, int]:
+        return self.store.counts(workspaces)

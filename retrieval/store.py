@@ -10,15 +10,27 @@ silently mixing incomparable vectors.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import functools
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
-from retrieval.base import Corpus, EncoderInfo, Hit, Item, SparseVector, Vectors
+from retrieval.base import (
+    DEFAULT_WORKSPACE,
+    Corpus,
+    EncoderInfo,
+    Hit,
+    Item,
+    Scope,
+    SparseVector,
+    Vectors,
+)
 from retrieval.errors import ConfigError, EncoderMismatchError, StoreError
+from retrieval.folder_lock import FolderLock
 
 SearchMode = Literal["hybrid", "dense", "sparse", "visual"]
 
@@ -41,9 +53,9 @@ class Store(Protocol):
         visual: EncoderInfo | None = None,
     ) -> None: ...
 
-    def count(self, corpus: Corpus) -> int: ...
+    def count(self, corpus: Corpus, workspaces: Scope = None) -> int: ...
 
-    def counts(self) -> dict[Corpus, int]: ...
+    def counts(self, workspaces: Scope = None) -> dict[Corpus, int]: ...
 
     def upsert(
         self,
@@ -53,13 +65,15 @@ class Store(Protocol):
         visual: Sequence[Vectors | None] | None = None,
     ) -> None: ...
 
-    def delete_stale(self, corpus: Corpus, source: str, keep_hash: str) -> None: ...
+    def delete_stale(
+        self, corpus: Corpus, source: str, keep_hash: str, workspace: str = DEFAULT_WORKSPACE
+    ) -> None: ...
 
-    def delete_source(self, corpus: Corpus, source: str) -> None: ...
+    def delete_source(self, corpus: Corpus, source: str, workspaces: Scope = None) -> None: ...
 
-    def source_hashes(self, corpus: Corpus) -> dict[str, set[str]]: ...
+    def source_hashes(self, corpus: Corpus, workspaces: Scope = None) -> dict[str, set[str]]: ...
 
-    def items_of(self, corpus: Corpus, source: str) -> list[Item]: ...
+    def items_of(self, corpus: Corpus, source: str, workspaces: Scope = None) -> list[Item]: ...
 
     def search(
         self,
@@ -72,6 +86,7 @@ class Store(Protocol):
         limit: int = 10,
         prefetch_limit: int | None = None,
         sources: Sequence[str] | None = None,
+        workspaces: Scope = None,
         rrf_k: int = 60,
         dense_weight: float = 1.0,
     ) -> list[Hit]: ...
@@ -82,6 +97,29 @@ class Store(Protocol):
 DENSE = "dense"
 SPARSE = "sparse"
 VISUAL = "visual"
+
+_M = TypeVar("_M", bound=Callable[..., Any])
+
+
+def serialised(method: _M) -> _M:
+    """Run a store method under the store's ``_mutex`` when it has one.
+
+    The embedded engines live in this process and are shared by the threads that answer
+    and the one that ingests; each call holds the lock for one batch or one search (ms),
+    so an ingest never keeps an answer waiting for more than that. A server needs none.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        mutex = self._mutex
+        if mutex is None:
+            return method(self, *args, **kwargs)
+        with mutex:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 _UPSERT_BATCH = 256
 
 
@@ -118,16 +156,20 @@ class QdrantStore:
         # A cluster spreads each collection over ``shards`` with ``replication`` copies;
         # both apply when a collection is created (server only; None: Qdrant's default).
         self.shards, self.replication = shards, replication
+        # An embedded folder is locked before qdrant-client touches it (see FolderLock).
+        self.lock = FolderLock(path) if path else None
+        self._mutex = None if url else threading.RLock()
         try:
             if url:
                 self._client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
                 self._client.get_collections()  # fail now, not at the first search
             elif path:
-                Path(path).mkdir(parents=True, exist_ok=True)
                 self._client = QdrantClient(path=str(path))
             else:
                 self._client = QdrantClient(location=":memory:")
         except Exception as e:
+            if self.lock is not None:
+                self.lock.release()
             where = url or path or "memory"
             hint = ""
             if "already accessed" in str(e):
@@ -144,9 +186,11 @@ class QdrantStore:
     def collection(self, corpus: Corpus) -> str:
         return f"{self.prefix}_{corpus.value}"
 
+    @serialised
     def exists(self, corpus: Corpus) -> bool:
         return bool(self._client.collection_exists(self.collection(corpus)))
 
+    @serialised
     def ensure(
         self,
         corpus: Corpus,
@@ -186,18 +230,27 @@ class QdrantStore:
                 # Filters on these fields run on every ingest; the server indexes them.
                 for field in ("source", "content_hash", "parent_id"):
                     self._client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
+                # Every read filters on it: Qdrant keeps each tenant's points together.
+                self._client.create_payload_index(
+                    name,
+                    "workspace",
+                    models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
+                )
         self._known[corpus] = (dense, sparse, visual)
 
-    def count(self, corpus: Corpus) -> int:
+    @serialised
+    def count(self, corpus: Corpus, workspaces: Scope = None) -> int:
         if not self.exists(corpus):
             return 0
-        return int(self._client.count(self.collection(corpus), exact=True).count)
+        flt = _filter(workspaces=workspaces)
+        return int(self._client.count(self.collection(corpus), count_filter=flt, exact=True).count)
 
-    def counts(self) -> dict[Corpus, int]:
-        return {c: self.count(c) for c in Corpus}
+    def counts(self, workspaces: Scope = None) -> dict[Corpus, int]:
+        return {c: self.count(c, workspaces) for c in Corpus}
 
     # -- writing -------------------------------------------------------------------
 
+    @serialised
     def upsert(
         self,
         items: Sequence[Item],
@@ -230,48 +283,49 @@ class QdrantStore:
             ]
             self._client.upsert(name, points=points, wait=True)
 
-    def delete_stale(self, corpus: Corpus, source: str, keep_hash: str) -> None:
-        """Remove the items of ``source`` that were not made from the ``keep_hash`` version."""
+    @serialised
+    def delete_stale(
+        self, corpus: Corpus, source: str, keep_hash: str, workspace: str = DEFAULT_WORKSPACE
+    ) -> None:
+        """Remove the items of ``source`` (in ``workspace``) that were not made from the
+        ``keep_hash`` version."""
         from qdrant_client import models
 
         if not self.exists(corpus):
             return
+        flt = _filter(sources=[source], workspaces=[workspace])
+        assert flt is not None
+        flt.must_not = [_match("content_hash", keep_hash)]
         self._client.delete(
-            self.collection(corpus),
-            points_selector=models.FilterSelector(
-                filter=models.Filter(
-                    must=[_match("source", source)],
-                    must_not=[_match("content_hash", keep_hash)],
-                )
-            ),
-            wait=True,
+            self.collection(corpus), points_selector=models.FilterSelector(filter=flt), wait=True
         )
 
-    def delete_source(self, corpus: Corpus, source: str) -> None:
+    @serialised
+    def delete_source(self, corpus: Corpus, source: str, workspaces: Scope = None) -> None:
         from qdrant_client import models
 
         if not self.exists(corpus):
             return
+        flt = _filter(sources=[source], workspaces=workspaces)
+        assert flt is not None
         self._client.delete(
-            self.collection(corpus),
-            points_selector=models.FilterSelector(
-                filter=models.Filter(must=[_match("source", source)])
-            ),
-            wait=True,
+            self.collection(corpus), points_selector=models.FilterSelector(filter=flt), wait=True
         )
 
     # -- reading -------------------------------------------------------------------
 
-    def source_hashes(self, corpus: Corpus) -> dict[str, set[str]]:
+    @serialised
+    def source_hashes(self, corpus: Corpus, workspaces: Scope = None) -> dict[str, set[str]]:
         """Every source in the corpus with the content hashes its items carry."""
-        return hashes_by_source(self._scroll_points(corpus, ["source", "content_hash"], None))
+        flt = _filter(workspaces=workspaces)
+        return hashes_by_source(self._scroll_points(corpus, ["source", "content_hash"], flt))
 
-    def items_of(self, corpus: Corpus, source: str) -> list[Item]:
-        from qdrant_client import models
-
-        flt = models.Filter(must=[_match("source", source)])
+    @serialised
+    def items_of(self, corpus: Corpus, source: str, workspaces: Scope = None) -> list[Item]:
+        flt = _filter(sources=[source], workspaces=workspaces)
         return [item_from(corpus, pid, p) for pid, p in self._scroll_points(corpus, True, flt)]
 
+    @serialised
     def search(
         self,
         corpus: Corpus,
@@ -283,6 +337,7 @@ class QdrantStore:
         limit: int = 10,
         prefetch_limit: int | None = None,
         sources: Sequence[str] | None = None,
+        workspaces: Scope = None,
         rrf_k: int = 60,
         dense_weight: float = 1.0,
     ) -> list[Hit]:
@@ -297,7 +352,7 @@ class QdrantStore:
 
         if not self.exists(corpus):
             return []
-        flt = models.Filter(must=[_match_any("source", sources)]) if sources else None
+        flt = _filter(sources=sources, workspaces=workspaces)
         name = self.collection(corpus)
         dense_q = query_dense(mode, dense, sparse, visual)
         sparse_q = (
@@ -359,8 +414,13 @@ class QdrantStore:
             hits.append(Hit(item_from(corpus, p.id, p.payload or {}), float(p.score), relevance))
         return hits
 
+    @serialised
     def close(self) -> None:
-        self._client.close()
+        try:
+            self._client.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
     # -- internals -----------------------------------------------------------------
 
@@ -485,6 +545,23 @@ def _match_any(key: str, values: Iterable[str]) -> Any:
     return models.FieldCondition(key=key, match=models.MatchAny(any=list(values)))
 
 
+def _filter(sources: Sequence[str] | None = None, workspaces: Scope = None) -> Any:
+    """The qdrant-client filter of a read limited to some sources and workspaces."""
+    from qdrant_client import models
+
+    must: list[Any] = []
+    if sources:
+        must.append(_match_any("source", sources))
+    if workspaces is not None:
+        wanted = _match_any("workspace", workspaces)
+        if DEFAULT_WORKSPACE in workspaces:
+            # Items stored before workspaces existed carry none: they are the default's.
+            empty = models.IsEmptyCondition(is_empty=models.PayloadField(key="workspace"))
+            wanted = models.Filter(should=[wanted, empty])
+        must.append(wanted)
+    return models.Filter(must=must) if must else None
+
+
 def payload_of(item: Item) -> dict[str, Any]:
     return {
         "source": item.source,
@@ -497,6 +574,7 @@ def payload_of(item: Item) -> dict[str, Any]:
         "char_end": item.char_end,
         "parent_id": item.parent_id,
         "extra": dict(item.extra),
+        "workspace": item.workspace,
     }
 
 
@@ -514,4 +592,5 @@ def item_from(corpus: Corpus, point_id: Any, payload: Mapping[str, Any]) -> Item
         char_end=payload.get("char_end"),
         parent_id=payload.get("parent_id"),
         extra=payload.get("extra") or {},
+        workspace=payload.get("workspace") or DEFAULT_WORKSPACE,
     )

@@ -16,7 +16,8 @@ import openai
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api import MediaLinks, create_app
+from app.api import create_app
+from app.security import MediaLinks
 from app.service import Service
 from app.settings import Settings
 from generation.llamacpp import LlamaCppGenerator
@@ -30,6 +31,8 @@ from tests.test_generation import free_port
 from tests.test_loaders import write_pdf
 
 ROCKET = Path(__file__).resolve().parents[2] / "shared/eval/images/skimage/images/rocket.jpg"
+# The Host the test client sends: a loopback name, as the server's default allowlist wants.
+LOCAL = "http://127.0.0.1"
 
 
 def make_service(
@@ -91,7 +94,7 @@ def service(
 
 @pytest.fixture(scope="module")
 def client(service: Service) -> Iterator[TestClient]:
-    with TestClient(create_app(service, ui=False)) as c:
+    with TestClient(create_app(service, ui=False), base_url=LOCAL) as c:
         yield c
 
 
@@ -193,7 +196,7 @@ def test_bad_questions_are_422_in_one_shape(client: TestClient) -> None:
 
 
 def test_openai_client_gets_an_answer_with_sources(client: TestClient) -> None:
-    oa = openai.OpenAI(base_url="http://testserver/v1", api_key="none", http_client=client)
+    oa = openai.OpenAI(base_url=f"{LOCAL}/v1", api_key="none", http_client=client)
     reply = oa.chat.completions.create(
         model="mmrag",
         messages=[{"role": "user", "content": "When was the Zorblax reactor commissioned?"}],
@@ -378,7 +381,7 @@ def guarded(
         rate_limit_per_minute=3,
         cors_origins=["http://allowed.example"],
     )
-    with TestClient(create_app(svc, ui=False)) as c:
+    with TestClient(create_app(svc, ui=False), base_url=LOCAL) as c:
         yield c
     svc.close()
 
@@ -448,7 +451,7 @@ def keyed(
     root = tmp_path_factory.mktemp("keyed")
     svc = make_service(root, encoder, llm, analyzer, api_keys=["k-one"], rate_limit_per_minute=2)
     assert svc.ingest([corpus]).ok
-    with TestClient(create_app(svc)) as c:
+    with TestClient(create_app(svc), base_url=LOCAL) as c:
         yield c
     svc.close()
 
@@ -481,15 +484,15 @@ def test_answers_link_media_a_browser_can_load_without_the_key(keyed: TestClient
     assert ok.status_code == 200
 
 
-def test_signed_links_expire_and_die_with_their_keys() -> None:
+def test_signed_links_expire_and_die_with_their_secret() -> None:
     now = [1_000_000.0]
-    links = MediaLinks(["k-one"], ttl_s=600, clock=lambda: now[0])
+    links = MediaLinks(b"s" * 32, ttl_s=600, clock=lambda: now[0])
     url = links.page("/data/a.pdf", 3)
     exp, sig = int(url.split("exp=")[1].split("&")[0]), url.split("sig=")[1]
     assert now[0] + 600 <= exp <= now[0] + 1200  # between one and two periods ahead
     assert links.valid("page", "/data/a.pdf", "3", exp, sig)
     assert links.page("/data/a.pdf", 3) == url  # stable within a period: browser caches work
-    assert not MediaLinks(["k-two"]).valid("page", "/data/a.pdf", "3", exp, sig)
+    assert not MediaLinks(b"t" * 32).valid("page", "/data/a.pdf", "3", exp, sig)
     assert not MediaLinks().valid("page", "/data/a.pdf", "3", exp, sig)  # keys removed
     now[0] = exp + 1
     assert not links.valid("page", "/data/a.pdf", "3", exp, sig)
@@ -499,10 +502,10 @@ def test_signed_links_expire_and_die_with_their_keys() -> None:
 def test_the_ui_needs_a_login_when_the_api_has_keys(keyed: TestClient) -> None:
     keyed.cookies.clear()
     assert keyed.get("/ui/config").status_code == 401
-    wrong = keyed.post("/ui/login", data={"username": "me", "password": "nope"})
+    wrong = keyed.post("/ui/login", data={"username": "admin", "password": "nope"})
     assert wrong.status_code >= 400
     assert keyed.get("/ui/config").status_code == 401
-    right = keyed.post("/ui/login", data={"username": "me", "password": "k-one"})
+    right = keyed.post("/ui/login", data={"username": "admin", "password": "k-one"})
     assert right.status_code == 200, right.text
     assert keyed.get("/ui/config").status_code == 200
     keyed.cookies.clear()
@@ -514,7 +517,7 @@ def test_llm_server_down_is_a_502_and_a_stream_error_event(
     down = OpenAIGenerator(f"http://127.0.0.1:{free_port()}/v1", "m", timeout=5, connect_timeout=2)
     svc = make_service(tmp_path, encoder, down, analyzer)
     assert svc.ingest([corpus / "plant.pdf"]).ok
-    with TestClient(create_app(svc, ui=False)) as c:
+    with TestClient(create_app(svc, ui=False), base_url=LOCAL) as c:
         question = {"question": "When was the Zorblax reactor commissioned?"}
         error = assert_error(c.post("/api/v1/ask", json=question), 502, "llm_unavailable")
         assert "connection refused" in error["message"]

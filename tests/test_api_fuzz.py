@@ -35,8 +35,16 @@ def api_schema(
     docs.mkdir()
     write_pdf(docs / "plant.pdf", [["The Zorblax reactor was commissioned in 1987."]])
     # max_tokens 8: the fuzzer checks the server's behaviour, not answer quality.
+    # The in-process client sends Host "testserver"; a real server's default allowlist
+    # (loopback names) is tested against uvicorn in tests/test_security.py.
     service = make_service(
-        root, encoder, llm, ImageAnalyzer(), max_tokens=8, rate_limit_per_minute=0
+        root,
+        encoder,
+        llm,
+        ImageAnalyzer(),
+        max_tokens=8,
+        rate_limit_per_minute=0,
+        allowed_hosts=["testserver"],
     )
     assert service.ingest([docs]).ok
     app = create_app(service, ui=False)

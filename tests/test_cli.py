@@ -133,3 +133,71 @@ def test_serve_puts_api_ui_and_widget_on_one_port(tmp_path: Path, env: dict[str,
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_second_process_leaves_a_running_server_alone(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """While `mmrag serve` holds the data folder, a second process never touches it:
+    writing commands stop with a message naming the server (exit 2, no traceback),
+    read-only ones ask the server, and the server's own writes keep working."""
+    import time
+    import urllib.request
+
+    import httpx
+
+    from tests.test_generation import free_port
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bell.md").write_text(
+        "# Bell\n\nThe Ostra bell weighs 930 kilograms.\n", encoding="utf-8"
+    )
+    assert run(["ingest", str(docs)], env, tmp_path).returncode == 0
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from app.cli import main; main()", "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "mmrag serve did not come up"
+                time.sleep(0.3)  # waiting for the server to listen, not timing it
+        for n in range(3):
+            refused = run(["ingest", str(docs)], env, tmp_path)
+            assert refused.returncode == 2, refused.stderr
+            assert "mmrag serve" in refused.stderr and f"pid {proc.pid}" in refused.stderr
+            assert "Traceback" not in refused.stderr
+            counted = run(["collections"], env, tmp_path)
+            assert counted.returncode == 0, counted.stderr
+            assert re.search(r"paragraph\s+│\s+1\b", counted.stdout), counted.stdout
+            listed = run(["sources"], env, tmp_path)
+            assert listed.returncode == 0 and "bell.md" in listed.stdout, listed.stderr
+            # The server's own writes still work after each refused process.
+            note = f"# Note {n}\n\nThe Ostra tower has {n + 3} floors.\n".encode()
+            job = httpx.post(f"{base}/api/v1/ingest", files=[("files", (f"n{n}.md", note))]).json()
+            while (state := httpx.get(f"{base}/api/v1/jobs/{job['id']}").json())["status"] in (
+                "queued",
+                "running",
+            ):
+                time.sleep(0.2)  # polling the job as a client would
+            assert state["status"] == "done" and state["files"][0]["status"] == "added", state
+        asked = run(["ask", "--json", "How much does the Ostra bell weigh?"], env, tmp_path)
+        assert asked.returncode == 0, asked.stderr
+        assert "930" in json.loads(asked.stdout)["answer"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    # Once the server is gone, the folder is free again.
+    assert run(["collections"], env, tmp_path).returncode == 0
