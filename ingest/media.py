@@ -18,8 +18,10 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from ingest.base import ImageRef
+from ingest.base import ImageRef, write_atomic
+from ingest.faults import checkpoint
 from ingest.images import FEATURE_DIM, IMAGE_SUFFIXES, ImageAnalysis, image_text, open_image
+from ingest.roots import Roots, resolved
 from ingest.video import AUDIO_SUFFIXES, VIDEO_SUFFIXES, VideoAnalysis
 from retrieval.base import Corpus, EncoderInfo, ImageEncoder, Item, Vectors, item_id
 from retrieval.errors import MmragError
@@ -117,8 +119,9 @@ class MediaIngest:
     ) -> MediaItems:
         keyframe_dir = self.media_dir / "keyframes"
         keyframe_dir.mkdir(parents=True, exist_ok=True)
-        analysis: VideoAnalysis = self.videos.analyze(path, keyframe_dir, progress)
         video_id = item_id(source, digest, "video")
+        analysis: VideoAnalysis = self.videos.analyze(path, keyframe_dir, progress, name=video_id)
+        checkpoint("media")
         clips: list[Item] = []
         visual: list[Vectors | None] = []
         for clip in analysis.clips:
@@ -262,14 +265,19 @@ class MediaIngest:
         source: str,
         digest: str,
         parent_id: str,
+        roots: Roots | None = None,
     ) -> MediaItems:
         """The local pictures an HTML or Markdown file shows, as ``image`` items.
 
         Each is captioned by what the document says about it (alt text, title, figure
-        caption) and linked to the document. Only files beside the document are read:
-        remote and ``data:`` sources are skipped (ingestion does not fetch from the
-        network), and a picture that is missing or unreadable is a warning.
+        caption) and linked to the document. Only files inside ``roots`` (the folders
+        being ingested; default: the document's own folder) are read: a reference that
+        leads elsewhere, by an absolute path, ``..`` or a symlink, is refused with a
+        warning that does not say whether its target exists. Remote and ``data:``
+        sources are skipped (ingestion does not fetch from the network), and a picture
+        inside the roots that is missing or unreadable is a warning.
         """
+        roots = roots or Roots.of([path])
         warnings: list[str] = []
         found: dict[Path, tuple[Any, list[str]]] = {}
         remote = 0
@@ -278,6 +286,10 @@ class MediaIngest:
             if target is None:
                 remote += 1
                 continue
+            if not roots.holds(target):
+                # Decided on the path alone, before any look at the disk.
+                warnings.append(f"picture {ref.src!r} skipped: outside the folders being ingested")
+                continue
             if target in found:
                 found[target][1].append(ref.caption)
                 continue
@@ -285,7 +297,8 @@ class MediaIngest:
                 warnings.append(f"{path}: only the first {MAX_LINKED_IMAGES} pictures are read")
                 break
             try:
-                found[target] = (open_image(target), [ref.caption])
+                # Resolved again right before reading: it may have become a link since.
+                found[target] = (open_image(roots.confine(target)), [ref.caption])
             except MmragError as e:
                 warnings.append(f"picture {ref.src!r} skipped: {e}")
         if remote:
@@ -330,7 +343,8 @@ class MediaIngest:
         thumbs = self.media_dir / "thumbnails"
         thumbs.mkdir(parents=True, exist_ok=True)
         thumb = thumbs / f"{iid}.jpg"
-        thumb.write_bytes(analysis.thumbnail)
+        write_atomic(thumb, analysis.thumbnail)
+        checkpoint("media")
         return Item(
             id=iid,
             corpus=Corpus.IMAGE,
@@ -355,14 +369,16 @@ class MediaIngest:
 
 
 def _local_target(document: Path, src: str) -> Path | None:
-    """The file a picture's ``src`` names beside ``document``; None when it is remote."""
+    """The file a picture's ``src`` names, resolved from ``document``'s folder; None
+    when it is remote."""
     parsed = urlsplit(src.strip())
     if parsed.scheme not in ("", "file") or parsed.netloc:
         return None  # http(s), data:, protocol-relative //host/...
     relative = unquote(parsed.path)
     if not relative:
         return None
-    return (document.parent / relative).resolve()
+    target = document.parent / relative
+    return resolved(target) or target  # unresolvable (a loop): refused by the roots check
 
 
 def _pdf_images(path: Path, min_side: int, warnings: list[str]) -> list[tuple[int, Any]]:

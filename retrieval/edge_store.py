@@ -23,6 +23,7 @@ from retrieval.base import Corpus, EncoderInfo, Hit, Item, SparseVector, Vectors
 from retrieval.errors import StoreError
 from retrieval.store import (
     DENSE,
+    HASH_FIELDS,
     SPARSE,
     VISUAL,
     SearchMode,
@@ -169,11 +170,12 @@ class EdgeStore:
 
     # -- reading -------------------------------------------------------------------
 
-    def source_hashes(self, corpus: Corpus) -> dict[str, set[str]]:
-        return hashes_by_source(self._scroll(corpus, ["source", "content_hash"], None))
+    def source_hashes(self, corpus: Corpus, *, whole_files: bool = False) -> dict[str, set[str]]:
+        """See ``QdrantStore.source_hashes``."""
+        return hashes_by_source(self._scroll(corpus, HASH_FIELDS, None), whole_files=whole_files)
 
-    def items_of(self, corpus: Corpus, source: str) -> list[Item]:
-        flt = self._q.Filter(must=[self._match("source", source)])
+    def items_of(self, corpus: Corpus, source: str | None = None) -> list[Item]:
+        flt = None if source is None else self._q.Filter(must=[self._match("source", source)])
         return [item_from(corpus, pid, p) for pid, p in self._scroll(corpus, True, flt)]
 
     def search(

@@ -57,9 +57,11 @@ class Store(Protocol):
 
     def delete_source(self, corpus: Corpus, source: str) -> None: ...
 
-    def source_hashes(self, corpus: Corpus) -> dict[str, set[str]]: ...
+    def source_hashes(
+        self, corpus: Corpus, *, whole_files: bool = False
+    ) -> dict[str, set[str]]: ...
 
-    def items_of(self, corpus: Corpus, source: str) -> list[Item]: ...
+    def items_of(self, corpus: Corpus, source: str | None = None) -> list[Item]: ...
 
     def search(
         self,
@@ -262,14 +264,18 @@ class QdrantStore:
 
     # -- reading -------------------------------------------------------------------
 
-    def source_hashes(self, corpus: Corpus) -> dict[str, set[str]]:
-        """Every source in the corpus with the content hashes its items carry."""
-        return hashes_by_source(self._scroll_points(corpus, ["source", "content_hash"], None))
+    def source_hashes(self, corpus: Corpus, *, whole_files: bool = False) -> dict[str, set[str]]:
+        """Every source in the corpus with the content hashes its items carry; with
+        ``whole_files``, only items without a parent count (a document, a video, an image
+        file: the item stored last, which marks a file as completely stored)."""
+        points = self._scroll_points(corpus, HASH_FIELDS, None)
+        return hashes_by_source(points, whole_files=whole_files)
 
-    def items_of(self, corpus: Corpus, source: str) -> list[Item]:
+    def items_of(self, corpus: Corpus, source: str | None = None) -> list[Item]:
+        """The items of ``source`` in the corpus; every item of the corpus when None."""
         from qdrant_client import models
 
-        flt = models.Filter(must=[_match("source", source)])
+        flt = None if source is None else models.Filter(must=[_match("source", source)])
         return [item_from(corpus, pid, p) for pid, p in self._scroll_points(corpus, True, flt)]
 
     def search(
@@ -401,11 +407,19 @@ def visual_part(visual: Sequence[Vectors | None] | None, i: int) -> dict[str, li
     return {} if v is None else {VISUAL: np.asarray(v, dtype=np.float32).ravel().tolist()}
 
 
-def hashes_by_source(points: Iterable[tuple[Any, Mapping[str, Any]]]) -> dict[str, set[str]]:
-    """Group (id, payload) pairs into source -> the content hashes its items carry."""
+# The payload fields ``source_hashes`` reads.
+HASH_FIELDS = ["source", "content_hash", "parent_id"]
+
+
+def hashes_by_source(
+    points: Iterable[tuple[Any, Mapping[str, Any]]], *, whole_files: bool = False
+) -> dict[str, set[str]]:
+    """Group (id, payload) pairs into source -> the content hashes its items carry
+    (with ``whole_files``, of the items without a ``parent_id`` only)."""
     out: dict[str, set[str]] = {}
     for _, payload in points:
-        out.setdefault(payload["source"], set()).add(payload["content_hash"])
+        if not (whole_files and payload.get("parent_id")):
+            out.setdefault(payload["source"], set()).add(payload["content_hash"])
     return out
 
 
