@@ -8,6 +8,8 @@ passages into ``retrieval.Item`` objects and stores them.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,3 +95,23 @@ class Loader(Protocol):
 
 def loaders_by_suffix(loaders: Sequence[Loader]) -> dict[str, Loader]:
     return {s: loader for loader in loaders for s in loader.suffixes}
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that it is either the old file or the whole new one.
+
+    Thumbnails and keyframes are written before the items that point at them; a crash
+    mid-write must not leave a torn JPEG under a name a stored item uses. The bytes go
+    to a temporary file beside ``path``, are synced, and are renamed into place.
+    """
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; served files are not
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise

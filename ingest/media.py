@@ -18,10 +18,20 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from ingest.base import ImageRef
+from ingest.base import ImageRef, write_atomic
+from ingest.faults import checkpoint
 from ingest.images import FEATURE_DIM, IMAGE_SUFFIXES, ImageAnalysis, image_text, open_image
+from ingest.roots import Roots, resolved
 from ingest.video import AUDIO_SUFFIXES, VIDEO_SUFFIXES, VideoAnalysis
-from retrieval.base import Corpus, EncoderInfo, ImageEncoder, Item, Vectors, item_id
+from retrieval.base import (
+    DEFAULT_WORKSPACE,
+    Corpus,
+    EncoderInfo,
+    ImageEncoder,
+    Item,
+    Vectors,
+    item_id,
+)
 from retrieval.errors import MmragError
 
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES | AUDIO_SUFFIXES
@@ -102,10 +112,20 @@ class MediaIngest:
             return [a.features for a in analyses]
         return list(self._visual_factory().encode_images(list(images)))
 
-    def image(self, path: Path, source: str, digest: str) -> MediaItems:
+    def folder(self, workspace: str) -> Path:
+        """Where a workspace's thumbnails and keyframes go: the media folder itself for the
+        default one, ``ws/<name>`` below it for the others (so that a request for a media
+        file can be checked against the caller's workspaces by its path alone)."""
+        return (
+            self.media_dir if workspace == DEFAULT_WORKSPACE else self.media_dir / "ws" / workspace
+        )
+
+    def image(
+        self, path: Path, source: str, digest: str, workspace: str = DEFAULT_WORKSPACE
+    ) -> MediaItems:
         image = open_image(path)
         (analysis,) = self.images.analyze([image])
-        item = self._image_item(source, digest, path.name, analysis)
+        item = self._image_item(source, digest, path.name, analysis, workspace=workspace)
         return MediaItems({Corpus.IMAGE: [item]}, {Corpus.IMAGE: self._visual([image], [analysis])})
 
     def video(
@@ -114,11 +134,13 @@ class MediaIngest:
         source: str,
         digest: str,
         progress: Callable[[float], None] | None = None,
+        workspace: str = DEFAULT_WORKSPACE,
     ) -> MediaItems:
-        keyframe_dir = self.media_dir / "keyframes"
+        keyframe_dir = self.folder(workspace) / "keyframes"
         keyframe_dir.mkdir(parents=True, exist_ok=True)
-        analysis: VideoAnalysis = self.videos.analyze(path, keyframe_dir, progress)
-        video_id = item_id(source, digest, "video")
+        video_id = item_id(source, digest, "video", workspace=workspace)
+        analysis: VideoAnalysis = self.videos.analyze(path, keyframe_dir, progress, name=video_id)
+        checkpoint("media")
         clips: list[Item] = []
         visual: list[Vectors | None] = []
         for clip in analysis.clips:
@@ -139,7 +161,7 @@ class MediaIngest:
                 parts.append(f"Shows: {shows}")
             clips.append(
                 Item(
-                    id=item_id(source, digest, "clip", clip.index),
+                    id=item_id(source, digest, "clip", clip.index, workspace=workspace),
                     corpus=Corpus.CLIP,
                     text=". ".join(parts),
                     source=source,
@@ -156,6 +178,7 @@ class MediaIngest:
                         "ocr": ocr,
                         "tags": [[t, round(w, 4)] for t, w in tags.items()],
                     },
+                    workspace=workspace,
                 )
             )
             if seen:
@@ -180,6 +203,7 @@ class MediaIngest:
                 "width": analysis.width,
                 "height": analysis.height,
             },
+            workspace=workspace,
         )
         return MediaItems(
             {Corpus.CLIP: clips, Corpus.VIDEO: [video]},
@@ -197,6 +221,7 @@ class MediaIngest:
         doc: Any = None,
         min_side: int = 128,
         skip_pages: Collection[int] = (),
+        workspace: str = DEFAULT_WORKSPACE,
     ) -> MediaItems:
         """The images embedded in a PDF, as ``image`` items with their page and document.
 
@@ -225,6 +250,7 @@ class MediaIngest:
                 page=page,
                 parent_id=parent_id,
                 caption=_page_words(doc, page),
+                workspace=workspace,
             )
             for n, ((page, _), analysis) in enumerate(zip(found, analyses, strict=True))
         ]
@@ -262,14 +288,21 @@ class MediaIngest:
         source: str,
         digest: str,
         parent_id: str,
+        roots: Roots | None = None,
+        *,
+        workspace: str = DEFAULT_WORKSPACE,
     ) -> MediaItems:
         """The local pictures an HTML or Markdown file shows, as ``image`` items.
 
         Each is captioned by what the document says about it (alt text, title, figure
-        caption) and linked to the document. Only files beside the document are read:
-        remote and ``data:`` sources are skipped (ingestion does not fetch from the
-        network), and a picture that is missing or unreadable is a warning.
+        caption) and linked to the document. Only files inside ``roots`` (the folders
+        being ingested; default: the document's own folder) are read: a reference that
+        leads elsewhere, by an absolute path, ``..`` or a symlink, is refused with a
+        warning that does not say whether its target exists. Remote and ``data:``
+        sources are skipped (ingestion does not fetch from the network), and a picture
+        inside the roots that is missing or unreadable is a warning.
         """
+        roots = roots or Roots.of([path])
         warnings: list[str] = []
         found: dict[Path, tuple[Any, list[str]]] = {}
         remote = 0
@@ -278,6 +311,10 @@ class MediaIngest:
             if target is None:
                 remote += 1
                 continue
+            if not roots.holds(target):
+                # Decided on the path alone, before any look at the disk.
+                warnings.append(f"picture {ref.src!r} skipped: outside the folders being ingested")
+                continue
             if target in found:
                 found[target][1].append(ref.caption)
                 continue
@@ -285,7 +322,8 @@ class MediaIngest:
                 warnings.append(f"{path}: only the first {MAX_LINKED_IMAGES} pictures are read")
                 break
             try:
-                found[target] = (open_image(target), [ref.caption])
+                # Resolved again right before reading: it may have become a link since.
+                found[target] = (open_image(roots.confine(target)), [ref.caption])
             except MmragError as e:
                 warnings.append(f"picture {ref.src!r} skipped: {e}")
         if remote:
@@ -304,6 +342,7 @@ class MediaIngest:
                 parent_id=parent_id,
                 caption=". ".join(dict.fromkeys(c for c in captions if c)),
                 file=target,
+                workspace=workspace,
             )
             for n, ((target, (_, captions)), analysis) in enumerate(
                 zip(found.items(), analyses, strict=True)
@@ -325,12 +364,14 @@ class MediaIngest:
         parent_id: str | None = None,
         caption: str = "",
         file: Path | None = None,
+        workspace: str = DEFAULT_WORKSPACE,
     ) -> Item:
-        iid = item_id(source, digest, "image", n)
-        thumbs = self.media_dir / "thumbnails"
+        iid = item_id(source, digest, "image", n, workspace=workspace)
+        thumbs = self.folder(workspace) / "thumbnails"
         thumbs.mkdir(parents=True, exist_ok=True)
         thumb = thumbs / f"{iid}.jpg"
-        thumb.write_bytes(analysis.thumbnail)
+        write_atomic(thumb, analysis.thumbnail)
+        checkpoint("media")
         return Item(
             id=iid,
             corpus=Corpus.IMAGE,
@@ -351,18 +392,21 @@ class MediaIngest:
                 # A picture shown by a document lives in its own file, not the source.
                 **({"file": str(file)} if file is not None else {}),
             },
+            workspace=workspace,
         )
 
 
 def _local_target(document: Path, src: str) -> Path | None:
-    """The file a picture's ``src`` names beside ``document``; None when it is remote."""
+    """The file a picture's ``src`` names, resolved from ``document``'s folder; None
+    when it is remote."""
     parsed = urlsplit(src.strip())
     if parsed.scheme not in ("", "file") or parsed.netloc:
         return None  # http(s), data:, protocol-relative //host/...
     relative = unquote(parsed.path)
     if not relative:
         return None
-    return (document.parent / relative).resolve()
+    target = document.parent / relative
+    return resolved(target) or target  # unresolvable (a loop): refused by the roots check
 
 
 def _pdf_images(path: Path, min_side: int, warnings: list[str]) -> list[tuple[int, Any]]:

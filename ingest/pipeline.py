@@ -1,10 +1,17 @@
 """Files -> items -> the index, with change detection and per-file error reporting.
 
-Every item carries the sha256 of the file it came from. A file whose hash is already
-stored is skipped without parsing or embedding; a changed file's new items are stored
-first and only then are the old version's items deleted, so a failure half-way never
-leaves a file with no items. A file that cannot be read is reported and skipped; the
-others still go in.
+Every item carries the sha256 of the file it came from. A file is *done* in a version
+when the item that stands for the whole file (its ``document``, a ``video``, an image
+file's ``image``: the items without a parent) carries that version's hash; that item
+is stored last, after every passage, figure, clip and thumbnail of the file, so a run
+killed at any point leaves the file not done and the next run ingests it again (parts
+stored by the killed run are deleted first). A file done in its current version is
+skipped without parsing or embedding. A changed file's new items are stored first and
+only then are the old version's deleted, whole-file item first, so a failure half-way
+never leaves a file with no items, nor one marked done without its parts; a run killed
+between the two finishes the deletion next time without parsing anything. A file that
+cannot be read is reported and skipped; the others still go in. Every read stays in
+the folders being ingested (``ingest/roots.py``).
 
 Embedding dominates the cost, so passages of many files are embedded together in
 large batches rather than file by file.
@@ -16,6 +23,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -24,12 +32,20 @@ import numpy as np
 
 from ingest.base import Loader, ParsedDocument, Passage, loaders_by_suffix
 from ingest.chunking import chunk
+from ingest.faults import checkpoint
 from ingest.images import IMAGE_SUFFIXES
 from ingest.loaders import default_loaders, load_file, with_page_texts
 from ingest.media import MEDIA_SUFFIXES, MediaIngest
-from retrieval.base import Corpus, Item, item_id
-from retrieval.errors import EmptyDocumentError, LoaderError, MmragError
+from ingest.roots import Roots
+from retrieval.base import DEFAULT_WORKSPACE, Corpus, Item, Scope, item_id
+from retrieval.errors import EmptyDocumentError, LoaderError, MmragError, OutsideRootError
 from retrieval.index import Index
+
+# Deleting a version goes whole-file items first (they mark a file done), then its parts.
+_DELETE_ORDER = (Corpus.DOCUMENT, Corpus.VIDEO, Corpus.IMAGE, Corpus.PARAGRAPH, Corpus.CLIP)
+# In the media folder while items and files may disagree; found at the start of a run, it
+# means the last one was killed, and the files no item uses are deleted.
+UNFINISHED_MARK = ".ingest-unfinished"
 
 
 class FileStatus(StrEnum):
@@ -80,13 +96,23 @@ class _Pending:
 
     path: str
     content_hash: str
-    replaces: bool
+    replaces: bool  # another version of the file is done: reported as updated
     doc: ParsedDocument
     passages: list[Item]
     document: Item
     vectors: list[np.ndarray] = field(default_factory=list)
     figures: int = 0
     figure_warnings: tuple[str, ...] = ()
+    stale: bool = False  # items of other versions to delete once this one is done
+
+
+@dataclass(frozen=True)
+class _Versions:
+    """What the index holds per source: the versions (hashes) that are done, and the
+    versions any item carries (a killed run leaves items of versions never done)."""
+
+    done: dict[str, set[str]]
+    held: dict[str, set[str]]
 
 
 def _vanished(roots: Iterable[Path], known: Iterable[str]) -> list[str]:
@@ -104,6 +130,12 @@ def _media_files(item: Item) -> list[str]:
     return names + [str(k) for k in extra.get("keyframes") or []]
 
 
+def _is_whole(items: Sequence[Item]) -> bool:
+    """Whether these items stand for whole files (no parent): stored last, they mark a
+    file done."""
+    return any(i.parent_id is None for i in items)
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -113,16 +145,26 @@ def file_sha256(path: Path) -> str:
 
 
 def walk(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files under the given paths, recursively, in a stable order; hidden ones skipped."""
+    """Files under the given paths, recursively, in a stable order; hidden ones skipped.
+
+    Links to folders are never followed: one inside the roots leads to files found at
+    their own place anyway, and one that leads out is yielded, to be reported skipped.
+    Links to files are yielded like files (the caller checks where they lead).
+    """
+    paths = list(paths)
+    roots = Roots.of(paths)
     for root in paths:
         if root.is_file():
             yield root
         elif root.is_dir():
             for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
+                here = Path(dirpath)
+                links = {d for d in dirnames if (here / d).is_symlink()}
+                dirnames[:] = sorted(d for d in dirnames if not (d.startswith(".") or d in links))
+                leaving = {d for d in links if not roots.holds(here / d)}
+                for name in sorted([*filenames, *leaving]):
                     if not name.startswith("."):
-                        yield Path(dirpath) / name
+                        yield here / name
         else:
             # A path that does not exist is reported like an unreadable file.
             yield root
@@ -164,16 +206,38 @@ class Ingestor:
         step: StepFn | None = None,
         *,
         prune: bool = False,
+        workspace: str = DEFAULT_WORKSPACE,
     ) -> IngestReport:
-        """Ingest files and folders (recursively); ``progress`` is called once per file,
-        ``step`` as a long file (a video) is analysed. With ``prune``, sources of the
-        index inside the given folders that are gone from disk are removed."""
+        """Ingest files and folders (recursively) into ``workspace``; ``progress`` is called
+        once per file, ``step`` as a long file (a video) is analysed. With ``prune``,
+        sources of the workspace inside the given folders that are gone from disk are
+        removed.
+
+        Only files inside ``paths`` are read (a named file: the folder holding it): a
+        link that leads elsewhere is reported skipped, a picture reference that does is
+        a warning."""
         start = time.perf_counter()
         self.index.check()
-        # One item per file in these corpora carries the file's hash.
-        known: dict[str, set[str]] = {}
-        for corpus in (Corpus.DOCUMENT, Corpus.IMAGE, Corpus.VIDEO):
-            known.update(self.index.store.source_hashes(corpus))
+        named = {Path(p) for p in paths}
+        roots = Roots.of(named)
+        with self._unfinished():
+            results, embedded = self._ingest(
+                named, roots, progress, step, prune=prune, workspace=workspace
+            )
+        return IngestReport(tuple(results), time.perf_counter() - start, embedded)
+
+    def _ingest(
+        self,
+        named: set[Path],
+        roots: Roots,
+        progress: ProgressFn | None,
+        step: StepFn | None,
+        *,
+        prune: bool,
+        workspace: str,
+    ) -> tuple[list[FileResult], int]:
+        versions = self._versions(workspace)
+        here = (workspace,)
         results: list[FileResult] = []
         pending: list[_Pending] = []
         queued = 0
@@ -184,7 +248,6 @@ class Ingestor:
             if progress:
                 progress(result)
 
-        named = {Path(p) for p in paths}
         files = list(walk(named))
         if self.media is not None:
             # Documents first: their text is searchable without waiting for slow media
@@ -194,6 +257,7 @@ class Ingestor:
         # media, until the other documents are stored. They are loaded again then.
         scans: list[Path] = []
         second_pass: set[Path] = set()
+        first_path: dict[str, Path] = {}  # source -> the path it was taken up by
 
         def ordered() -> Iterator[Path]:
             for f in files:
@@ -205,7 +269,18 @@ class Ingestor:
                 yield scans.pop(0)
 
         for path in ordered():
-            source = str(path.resolve())
+            try:
+                real = roots.confine(path)
+            except OutsideRootError:
+                emit(
+                    FileResult(
+                        str(path),
+                        FileStatus.SKIPPED,
+                        message=f"{path}: skipped, it links outside the folders being ingested",
+                    )
+                )
+                continue
+            source = str(real)
             if path not in named and path.suffix.lower() not in self.suffixes:
                 # A folder holds other files too (sidecars, spreadsheets): report them as
                 # skipped; a file named on the command line that cannot be read failed.
@@ -218,21 +293,53 @@ class Ingestor:
                     )
                 )
                 continue
+            if first_path.setdefault(source, path) != path:
+                emit(
+                    FileResult(
+                        source,
+                        FileStatus.SKIPPED,
+                        message=f"{path}: skipped, the same file as {first_path[source]}",
+                    )
+                )
+                continue
             try:
-                digest = file_sha256(path)
+                digest = file_sha256(roots.confine(real))
             except OSError as e:
                 emit(FileResult(source, FileStatus.FAILED, message=f"{path}: cannot read ({e})"))
                 continue
-            stored = known.get(source, set())
-            if stored == {digest}:
-                emit(FileResult(source, FileStatus.UNCHANGED))
+            except MmragError as e:
+                emit(FileResult(source, FileStatus.FAILED, message=str(e)))
                 continue
+            done = versions.done.get(source, set())
+            held = versions.held.get(source, set())
+            if digest in done:
+                if held != {digest}:
+                    # A killed run stored this version but kept older ones (or the file
+                    # was changed back): delete those; nothing to parse or embed.
+                    self._delete_versions(source, keep=digest, workspaces=here)
+                    emit(
+                        FileResult(
+                            source,
+                            FileStatus.UPDATED,
+                            message=f"{path}: other versions' items removed",
+                        )
+                    )
+                else:
+                    emit(FileResult(source, FileStatus.UNCHANGED))
+                continue
+            if digest in held and len(done) <= 1 and path not in second_pass:
+                # A killed run stored parts of this very version: start it afresh (what
+                # is analysed again need not come out the same, e.g. a video's clips).
+                self._delete_versions(source, keep=min(done) if done else None, workspaces=here)
+            replaces, stale = bool(done), bool(held - {digest})
             if self.media is not None and path.suffix.lower() in MEDIA_SUFFIXES:
                 if pending:  # store the documents before the slow media work starts
                     embedded += self._flush(pending, emit)
                     pending, queued = [], 0
                 try:
-                    result = self._media(path, source, digest, bool(stored), step)
+                    result = self._media(
+                        roots.confine(real), source, digest, replaces, stale, step, workspace
+                    )
                 except MmragError as e:
                     result = FileResult(source, FileStatus.FAILED, message=str(e))
                 except Exception as e:  # an analyser bug must not stop the other files
@@ -248,12 +355,15 @@ class Ingestor:
                 embedded += self._flush(pending, emit)
                 pending, queued = [], 0
             try:
-                doc, read_by_ocr = self._load(path, source, step, ocr=path in second_pass)
+                doc, read_by_ocr = self._load(
+                    real, source, step, roots=roots, ocr=path in second_pass
+                )
                 if doc.untexted_pages and self.media is not None and path not in second_pass:
                     second_pass.add(path)
                     scans.append(path)
                     continue
-                item = self._items(source, digest, doc, replaces=bool(stored))
+                item = self._items(source, digest, doc, replaces=replaces, workspace=workspace)
+                item.stale = stale
             except MmragError as e:
                 emit(FileResult(source, FileStatus.FAILED, message=str(e)))
                 continue
@@ -266,9 +376,16 @@ class Ingestor:
                     )
                 )
                 continue
-            if self.media is not None and (path.suffix.lower() == ".pdf" or doc.images):
+            if self.media is not None and (real.suffix.lower() == ".pdf" or doc.images):
                 item.figures, item.figure_warnings = self._figures(
-                    path, source, digest, item.document.id, doc, read_by_ocr
+                    real,
+                    source,
+                    digest,
+                    item.document.id,
+                    doc,
+                    roots,
+                    read_by_ocr,
+                    workspace=workspace,
                 )
             pending.append(item)
             queued += len(item.passages)
@@ -277,8 +394,8 @@ class Ingestor:
                 pending, queued = [], 0
         embedded += self._flush(pending, emit)
         if prune:
-            for source in _vanished(named, known):
-                self.remove_source(source)
+            for source in _vanished(named, versions.held):
+                self._delete_versions(source, keep=None, workspaces=here)
                 emit(
                     FileResult(
                         source,
@@ -286,32 +403,64 @@ class Ingestor:
                         message=f"{source}: gone from disk, removed from the index",
                     )
                 )
-        return IngestReport(tuple(results), time.perf_counter() - start, embedded)
+        return results, embedded
 
-    def remove_source(self, source: str) -> bool:
-        """Delete every item of ``source`` from every corpus, then its thumbnails and
-        keyframes; False if the index had none. Items go first: a crash in between
-        leaves unused files, never items that point at missing ones."""
+    def remove_source(self, source: str, workspaces: Scope = None) -> bool:
+        """Delete every item of ``source`` (in ``workspaces``; None: all) from every
+        corpus, then its thumbnails and keyframes; False if the index had none. Items go
+        first: a crash in between leaves unused files (deleted by the next run), never
+        items that point at missing ones."""
+        with self._unfinished():
+            return self._delete_versions(source, keep=None, workspaces=workspaces)
+
+    def _versions(self, workspace: str) -> _Versions:
         store = self.index.store
-        removed: list[Item] = []
+        done: dict[str, set[str]] = {}
+        held: dict[str, set[str]] = {}
+        here = (workspace,)
         for corpus in Corpus:
-            if store.exists(corpus) and (items := store.items_of(corpus, source)):
-                store.delete_source(corpus, source)
-                removed += items
-        self._unlink_media({f for item in removed for f in _media_files(item)})
-        return bool(removed)
+            if not store.exists(corpus):
+                continue
+            for source, hashes in store.source_hashes(corpus, here).items():
+                held.setdefault(source, set()).update(hashes)
+            if corpus in (Corpus.DOCUMENT, Corpus.VIDEO, Corpus.IMAGE):
+                whole = store.source_hashes(corpus, here, whole_files=True)
+                for source, hashes in whole.items():
+                    done.setdefault(source, set()).update(hashes)
+        return _Versions(done, held)
 
-    def _drop_stale(self, corpus: Corpus, source: str, keep_hash: str) -> None:
-        """Delete the items of an older version of ``source``, then the thumbnails and
-        keyframes only they used."""
+    def _delete_versions(self, source: str, keep: str | None, workspaces: Scope) -> bool:
+        """Delete the items of ``source`` (in ``workspaces``) not made from version
+        ``keep`` (all of them if None), then the thumbnails and keyframes only they used;
+        whether any were found. A version is kept per workspace (``keep`` needs exactly
+        one workspace).
+
+        Whole-file items go first: a run killed half-way leaves parts that mark nothing
+        done (the next ingest of the file deletes them), never a file marked done whose
+        parts are gone.
+        """
         store = self.index.store
-        if not store.exists(corpus):
-            return
-        items = store.items_of(corpus, source)
-        store.delete_stale(corpus, source, keep_hash)
-        kept = {f for i in items if i.content_hash == keep_hash for f in _media_files(i)}
-        stale = {f for i in items if i.content_hash != keep_hash for f in _media_files(i)}
-        self._unlink_media(stale - kept)
+        gone: list[Item] = []
+        kept: set[str] = set()
+        for corpus in _DELETE_ORDER:
+            if not store.exists(corpus):
+                continue
+            items = store.items_of(corpus, source, workspaces)
+            old = [i for i in items if i.content_hash != keep]
+            if not old:
+                continue
+            checkpoint("replace")
+            if keep is None:
+                store.delete_source(corpus, source, workspaces)
+            else:
+                assert workspaces is not None and len(workspaces) == 1
+                store.delete_stale(corpus, source, keep, workspaces[0])
+            gone += old
+            kept |= {f for i in items if i.content_hash == keep for f in _media_files(i)}
+        if gone:
+            checkpoint("replace")
+        self._unlink_media({f for i in gone for f in _media_files(i)} - kept)
+        return bool(gone)
 
     def _unlink_media(self, names: Iterable[str]) -> None:
         if self.media is None:
@@ -322,10 +471,45 @@ class Ingestor:
             if path.is_relative_to(root):  # never a user's own file
                 path.unlink(missing_ok=True)
 
+    @contextmanager
+    def _unfinished(self) -> Iterator[None]:
+        """Mark the media folder while a run writes; a run that finds the mark (the last
+        one was killed) first deletes the thumbnails and keyframes no item uses."""
+        if self.media is None:
+            yield
+            return
+        mark = self.media.media_dir / UNFINISHED_MARK
+        if mark.exists():
+            self._sweep_media()
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.touch()
+        yield
+        # Not in a ``finally``: a run that raised may have left files behind as well.
+        mark.unlink(missing_ok=True)
+
+    def _sweep_media(self) -> None:
+        """Delete the files under the media folder that no item points at: written by a
+        run killed before it stored their items, or after it deleted them."""
+        assert self.media is not None
+        store = self.index.store
+        used = {
+            Path(f).resolve()
+            for corpus in (Corpus.IMAGE, Corpus.CLIP, Corpus.VIDEO)
+            if store.exists(corpus)
+            for item in store.items_of(corpus)
+            for f in _media_files(item)
+        }
+        root = self.media.media_dir
+        folders = [root, *(root / "ws").glob("*")]  # each workspace has its own
+        for folder in (f / kind for f in folders for kind in ("thumbnails", "keyframes")):
+            for path in folder.iterdir() if folder.is_dir() else ():
+                if path.is_file() and path.resolve() not in used:
+                    path.unlink(missing_ok=True)
+
     # -- internals -----------------------------------------------------------------
 
     def _load(
-        self, path: Path, source: str, step: StepFn | None, *, ocr: bool
+        self, path: Path, source: str, step: StepFn | None, *, roots: Roots, ocr: bool
     ) -> tuple[ParsedDocument, frozenset[int]]:
         """Load a document; with ``ocr``, read the pages of a PDF that have no text layer.
 
@@ -333,14 +517,16 @@ class Ingestor:
         document with such pages comes back as loaded (the caller reads it later). A PDF
         with no text at all, even after OCR, is refused with a message that says so.
         """
-        doc = load_file(path, self.loaders, also=self.suffixes)
+        doc = load_file(roots.confine(path), self.loaders, also=self.suffixes)
+        checkpoint("parse")
         pages = doc.untexted_pages
         if pages and self.media is not None and not ocr:
             return doc, frozenset()
         before = set(pages)
         if pages and self.media is not None:
             on_step = None if step is None else (lambda f: step(source, f))
-            doc = with_page_texts(doc, self.media.ocr_pages(path, pages, on_step), "OCR")
+            found = self.media.ocr_pages(roots.confine(path), pages, on_step)
+            doc = with_page_texts(doc, found, "OCR")
         if not doc.sections and pages:
             why = "and OCR found no text on them" if self.media else "(a scan; OCR is off)"
             raise EmptyDocumentError(
@@ -355,51 +541,81 @@ class Ingestor:
         digest: str,
         document_id: str,
         doc: ParsedDocument,
+        roots: Roots,
         read_by_ocr: frozenset[int] = frozenset(),
+        workspace: str = DEFAULT_WORKSPACE,
     ) -> tuple[int, tuple[str, ...]]:
         """Store a document's pictures as image items (one that fails is only skipped).
 
-        A PDF's embedded figures; the local files an HTML or Markdown page shows.
+        A PDF's embedded figures; the local files an HTML or Markdown page shows (inside
+        ``roots`` only). They are parts of the document: stored before its passages and
+        its document item.
         """
         assert self.media is not None
         try:
             found = (
                 self.media.pdf_figures(
-                    path, source, digest, document_id, doc=doc, skip_pages=read_by_ocr
+                    roots.confine(path),
+                    source,
+                    digest,
+                    document_id,
+                    doc=doc,
+                    skip_pages=read_by_ocr,
+                    workspace=workspace,
                 )
                 if path.suffix.lower() == ".pdf"
-                else self.media.linked_images(path, doc.images, source, digest, document_id)
+                else self.media.linked_images(
+                    path, doc.images, source, digest, document_id, roots, workspace=workspace
+                )
             )
         except MmragError as e:
             return 0, (f"pictures skipped: {e}",)
         for corpus, items in found.corpus_items.items():
             self.index.add(items, None, found.visual.get(corpus))
+            checkpoint("store")
         return sum(len(i) for i in found.corpus_items.values()), found.warnings
 
     def _media(
-        self, path: Path, source: str, digest: str, replaces: bool, step: StepFn | None
+        self,
+        path: Path,
+        source: str,
+        digest: str,
+        replaces: bool,
+        stale: bool,
+        step: StepFn | None,
+        workspace: str,
     ) -> FileResult:
-        """An image, video or audio file: analyse, store its items, then drop old ones."""
+        """An image, video or audio file: analyse, store its parts (clips), then the item
+        that stands for the whole file, then drop other versions."""
         assert self.media is not None
         suffix = path.suffix.lower()
         found = (
-            self.media.image(path, source, digest)
+            self.media.image(path, source, digest, workspace)
             if suffix in IMAGE_SUFFIXES
             else self.media.video(
-                path, source, digest, None if step is None else lambda f: step(source, f)
+                path,
+                source,
+                digest,
+                None if step is None else lambda f: step(source, f),
+                workspace,
             )
         )
+        wholes = [c for c, items in found.corpus_items.items() if _is_whole(items)]
         vectors: dict[Corpus, np.ndarray] = {}
         for corpus, items in found.corpus_items.items():
+            if corpus not in wholes:
+                vectors[corpus] = self.index.add(items, None, found.visual.get(corpus))
+                checkpoint("store")
+        checkpoint("record")
+        for corpus in wholes:
             dense = None
             if corpus is Corpus.VIDEO and Corpus.CLIP in vectors and len(vectors[Corpus.CLIP]):
                 # A whole video's vector is the mean of its clips' (DESIGN: corpora).
                 mean = vectors[Corpus.CLIP].mean(axis=0)
                 dense = np.stack([mean / (np.linalg.norm(mean) or 1.0)]).astype(np.float32)
-            vectors[corpus] = self.index.add(items, dense, found.visual.get(corpus))
-        if replaces:
-            for corpus in (Corpus.IMAGE, Corpus.CLIP, Corpus.VIDEO):
-                self._drop_stale(corpus, source, digest)
+            self.index.add(found.corpus_items[corpus], dense, found.visual.get(corpus))
+        if stale:
+            self._delete_versions(source, keep=digest, workspaces=(workspace,))
         primary = found.corpus_items.get(Corpus.CLIP) or found.corpus_items.get(Corpus.IMAGE, [])
         return FileResult(
             source,
@@ -408,13 +624,16 @@ class Ingestor:
             warnings=found.warnings,
         )
 
-    def _items(self, source: str, digest: str, doc: ParsedDocument, replaces: bool) -> _Pending:
+    def _items(
+        self, source: str, digest: str, doc: ParsedDocument, replaces: bool, workspace: str
+    ) -> _Pending:
         passages = chunk(doc, target_words=self.target_words, max_words=self.max_words)
         if not passages:
             raise LoaderError(f"{source}: no text to index")
-        doc_id = item_id(source, digest, "document")
+        doc_id = item_id(source, digest, "document", workspace=workspace)
         items = [
-            self._passage_item(source, digest, doc, p, n, doc_id) for n, p in enumerate(passages)
+            self._passage_item(source, digest, doc, p, n, doc_id, workspace)
+            for n, p in enumerate(passages)
         ]
         body = "\n\n".join(doc.texts)
         head = " ".join(body.split()[:200])
@@ -433,16 +652,23 @@ class Ingestor:
                 "passage_ids": [i.id for i in items],
                 "warnings": list(doc.warnings),
             },
+            workspace=workspace,
         )
         return _Pending(source, digest, replaces, doc, items, document)
 
     @staticmethod
     def _passage_item(
-        source: str, digest: str, doc: ParsedDocument, p: Passage, n: int, doc_id: str
+        source: str,
+        digest: str,
+        doc: ParsedDocument,
+        p: Passage,
+        n: int,
+        doc_id: str,
+        workspace: str,
     ) -> Item:
         context = " > ".join(x for x in (doc.title, *p.heading) if x)
         return Item(
-            id=item_id(source, digest, "passage", n),
+            id=item_id(source, digest, "passage", n, workspace=workspace),
             corpus=Corpus.PARAGRAPH,
             text=p.text,
             source=source,
@@ -455,14 +681,19 @@ class Ingestor:
             parent_id=doc_id,
             embed_text=f"{context}\n{p.text}" if context else p.text,
             extra={"media_type": doc.media_type, "n": n},
+            workspace=workspace,
         )
 
     def _flush(self, pending: list[_Pending], emit: Callable[[FileResult], None]) -> int:
-        """Embed and store the passages of the pending files, then their documents."""
+        """Embed and store the passages of the pending files, then their documents (which
+        mark them done), then drop the files' other versions."""
         if not pending:
             return 0
         passages = [i for p in pending for i in p.passages]
-        vectors = self.index.add(passages)
+        vectors = self.index.embed(passages)
+        checkpoint("embed")
+        self.index.add(passages, vectors)
+        checkpoint("store")
         documents: list[Item] = []
         doc_vectors = []
         offset = 0
@@ -474,12 +705,13 @@ class Ingestor:
             mean = own.mean(axis=0)
             doc_vectors.append(mean / (np.linalg.norm(mean) or 1.0))
             documents.append(p.document)
+        checkpoint("record")
         self.index.add(documents, np.stack(doc_vectors).astype(np.float32))
         for p in pending:
-            if p.replaces:
-                for corpus in (Corpus.PARAGRAPH, Corpus.DOCUMENT):
-                    self.index.store.delete_stale(corpus, p.path, p.content_hash)
-                self._drop_stale(Corpus.IMAGE, p.path, p.content_hash)  # its figures
+            if p.stale:
+                self._delete_versions(
+                    p.path, keep=p.content_hash, workspaces=(p.document.workspace,)
+                )
             emit(
                 FileResult(
                     p.path,

@@ -52,6 +52,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from ingest.base import write_atomic
 from retrieval.errors import EmptyDocumentError, LoaderError, ModelError
 
 if TYPE_CHECKING:
@@ -686,12 +687,18 @@ class VideoAnalyzer:
         path: Path,
         keyframe_dir: Path,
         progress: Callable[[float], None] | None = None,
+        *,
+        name: str | None = None,
     ) -> VideoAnalysis:
         """Read ``path`` once; write keyframes into ``keyframe_dir``; return the clips.
 
         ``progress(fraction)`` is called as the work proceeds (0 to 1; decoding first,
         then speech). Raises ``LoaderError`` naming the file when it holds no
         decodable video or audio (empty, not media, truncated before any frame).
+        Keyframe files are named ``<name>-c<clip>-<k>.jpg``; ``name`` defaults to the
+        file's stem and a hash of its path. The ingest passes one per version of a file,
+        so that analysing a new version never overwrites the keyframes the stored
+        version shows.
         """
         path = Path(path)
         began = time.perf_counter()
@@ -737,7 +744,7 @@ class VideoAnalyzer:
         speech_seconds = time.perf_counter() - speech_began
 
         keyframes_began = time.perf_counter()
-        clips = self._clips(path, keyframe_dir, bounds, segments, tracker)
+        clips = self._clips(path, keyframe_dir, bounds, segments, tracker, name)
         keyframe_seconds = time.perf_counter() - keyframes_began
         report(1.0, force=True)
 
@@ -944,23 +951,26 @@ class VideoAnalyzer:
         bounds: Sequence[float],
         segments: Sequence[Segment],
         tracker: _SceneTracker | None,
+        name: str | None = None,
     ) -> list[Clip]:
         groups = _assign(segments, bounds)
         candidates = tracker.candidates if tracker is not None else []
         if candidates:
             keyframe_dir = Path(keyframe_dir)
             keyframe_dir.mkdir(parents=True, exist_ok=True)
-        # Two files with one stem (a/x.mp4, b/x.mp4) must not overwrite each other.
-        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
-        stem = re.sub(r"[^\w.-]+", "_", path.stem)[:60] or "video"
+        if name is None:
+            # Two files with one stem (a/x.mp4, b/x.mp4) must not overwrite each other.
+            digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+            stem = re.sub(r"[^\w.-]+", "_", path.stem)[:60] or "video"
+            name = f"{stem}-{digest}"
         clips = []
         for index, (start, end) in enumerate(itertools.pairwise(bounds)):
             chosen = _pick_keyframes(candidates, start, end, self.max_keyframes)
             files = []
             for k, cand in enumerate(chosen):
-                target = keyframe_dir / f"{stem}-{digest}-c{index:03d}-{k}.jpg"
+                target = keyframe_dir / f"{name}-c{index:03d}-{k}.jpg"
                 try:
-                    target.write_bytes(cand.jpeg)
+                    write_atomic(target, cand.jpeg)
                 except OSError as e:
                     raise LoaderError(f"{path}: cannot write keyframe {target} ({e})") from e
                 files.append(target)

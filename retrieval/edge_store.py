@@ -34,6 +34,7 @@ from retrieval.errors import StoreError
 from retrieval.folder_lock import FolderLock
 from retrieval.store import (
     DENSE,
+    HASH_FIELDS,
     SPARSE,
     VISUAL,
     SearchMode,
@@ -204,13 +205,18 @@ class EdgeStore:
     # -- reading -------------------------------------------------------------------
 
     @serialised
-    def source_hashes(self, corpus: Corpus, workspaces: Scope = None) -> dict[str, set[str]]:
+    def source_hashes(
+        self, corpus: Corpus, workspaces: Scope = None, *, whole_files: bool = False
+    ) -> dict[str, set[str]]:
+        """See ``QdrantStore.source_hashes``."""
         flt = self._filter(workspaces=workspaces)
-        return hashes_by_source(self._scroll(corpus, ["source", "content_hash"], flt))
+        return hashes_by_source(self._scroll(corpus, HASH_FIELDS, flt), whole_files=whole_files)
 
     @serialised
-    def items_of(self, corpus: Corpus, source: str, workspaces: Scope = None) -> list[Item]:
-        flt = self._filter(sources=[source], workspaces=workspaces)
+    def items_of(
+        self, corpus: Corpus, source: str | None = None, workspaces: Scope = None
+    ) -> list[Item]:
+        flt = self._filter(sources=None if source is None else [source], workspaces=workspaces)
         return [item_from(corpus, pid, p) for pid, p in self._scroll(corpus, True, flt)]
 
     @serialised

@@ -41,6 +41,11 @@ class EmptyDocumentError(LoaderError):
     """The file holds no text that could be indexed."""
 
 
+class OutsideRootError(LoaderError):
+    """A path leads out of the folders being ingested (a symlink, a picture reference):
+    ingestion reads nothing there, so a folder cannot expose the rest of the disk."""
+
+
 class ModelError(MmragError):
     """A packaged model is missing, corrupt, or failed to load."""
 

@@ -71,9 +71,13 @@ class Store(Protocol):
 
     def delete_source(self, corpus: Corpus, source: str, workspaces: Scope = None) -> None: ...
 
-    def source_hashes(self, corpus: Corpus, workspaces: Scope = None) -> dict[str, set[str]]: ...
+    def source_hashes(
+        self, corpus: Corpus, workspaces: Scope = None, *, whole_files: bool = False
+    ) -> dict[str, set[str]]: ...
 
-    def items_of(self, corpus: Corpus, source: str, workspaces: Scope = None) -> list[Item]: ...
+    def items_of(
+        self, corpus: Corpus, source: str | None = None, workspaces: Scope = None
+    ) -> list[Item]: ...
 
     def search(
         self,
@@ -315,14 +319,22 @@ class QdrantStore:
     # -- reading -------------------------------------------------------------------
 
     @serialised
-    def source_hashes(self, corpus: Corpus, workspaces: Scope = None) -> dict[str, set[str]]:
-        """Every source in the corpus with the content hashes its items carry."""
-        flt = _filter(workspaces=workspaces)
-        return hashes_by_source(self._scroll_points(corpus, ["source", "content_hash"], flt))
+    def source_hashes(
+        self, corpus: Corpus, workspaces: Scope = None, *, whole_files: bool = False
+    ) -> dict[str, set[str]]:
+        """Every source in the corpus (of ``workspaces``) with the content hashes its items
+        carry; with ``whole_files``, only items without a parent count (a document, a
+        video, an image file: the item stored last, which marks a file as completely
+        stored)."""
+        points = self._scroll_points(corpus, HASH_FIELDS, _filter(workspaces=workspaces))
+        return hashes_by_source(points, whole_files=whole_files)
 
     @serialised
-    def items_of(self, corpus: Corpus, source: str, workspaces: Scope = None) -> list[Item]:
-        flt = _filter(sources=[source], workspaces=workspaces)
+    def items_of(
+        self, corpus: Corpus, source: str | None = None, workspaces: Scope = None
+    ) -> list[Item]:
+        """The items of ``source`` (of ``workspaces``) in the corpus; all when None."""
+        flt = _filter(sources=None if source is None else [source], workspaces=workspaces)
         return [item_from(corpus, pid, p) for pid, p in self._scroll_points(corpus, True, flt)]
 
     @serialised
@@ -461,11 +473,19 @@ def visual_part(visual: Sequence[Vectors | None] | None, i: int) -> dict[str, li
     return {} if v is None else {VISUAL: np.asarray(v, dtype=np.float32).ravel().tolist()}
 
 
-def hashes_by_source(points: Iterable[tuple[Any, Mapping[str, Any]]]) -> dict[str, set[str]]:
-    """Group (id, payload) pairs into source -> the content hashes its items carry."""
+# The payload fields ``source_hashes`` reads.
+HASH_FIELDS = ["source", "content_hash", "parent_id"]
+
+
+def hashes_by_source(
+    points: Iterable[tuple[Any, Mapping[str, Any]]], *, whole_files: bool = False
+) -> dict[str, set[str]]:
+    """Group (id, payload) pairs into source -> the content hashes its items carry
+    (with ``whole_files``, of the items without a ``parent_id`` only)."""
     out: dict[str, set[str]] = {}
     for _, payload in points:
-        out.setdefault(payload["source"], set()).add(payload["content_hash"])
+        if not (whole_files and payload.get("parent_id")):
+            out.setdefault(payload["source"], set()).add(payload["content_hash"])
     return out
 
 
