@@ -60,7 +60,10 @@ def bench_ingest(data: Path, console: Console | None = None) -> dict[str, Any]:
             for n, p in enumerate(
                 chunk(doc, target_words=ingestor.target_words, max_words=ingestor.max_words)
             ):
-                texts.append(ingestor._passage_item("", "", doc, p, n, "", DEFAULT_WORKSPACE).embed_text or p.text)
+                texts.append(
+                    ingestor._passage_item("", "", doc, p, n, "", DEFAULT_WORKSPACE).embed_text
+                    or p.text
+                )
         parse_s = time.perf_counter() - start
         if console:
             console.print(f"[dim]{len(texts)} passages parsed in {parse_s:.1f} s; embedding...[/]")
