@@ -456,6 +456,118 @@ class ClosingStreamingResponse(StreamingResponse):
                     await aclose()
 
 
+class Gate:
+    """Who is asking and whether they may: keys, roles, rate limits (one per app)."""
+
+    def __init__(self, settings: Settings, links: MediaLinks) -> None:
+        self.keys = KeyRing(settings.api_keys, settings.workspace)
+        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.failures = RateLimiter(settings.auth_failures_per_minute)
+        self.renders = RateLimiter(settings.page_renders_per_minute)
+        self.links = links
+        # Without keys, every client is an admin of the configured workspace.
+        self.anonymous = Principal("anonymous", "admin", frozenset({settings.workspace}))
+
+    def caller(self, request: Request) -> Principal:
+        if not self.keys.enabled:
+            return self.anonymous
+        address = _address(request)
+        if (wait := self.failures.blocked(address)) is not None:
+            raise _limited(f"too many requests with a wrong key; retry in {wait:.0f} s", wait)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        who = None
+        if scheme.lower() == "bearer" and token.strip():
+            who = self.keys.authenticate(token.strip())
+        if who is None:
+            self.failures.record(address)
+            raise ApiError(
+                401,
+                "unauthorized",
+                "a valid API key is required: Authorization: Bearer <key>",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        return who
+
+    def check(self, request: Request, role: Role) -> Principal:
+        who = self.caller(request)
+        if not who.allows(role):
+            raise ApiError(403, "forbidden", f"this key's role ({who.role}) may not do this")
+        if (wait := self.limiter.check(self.bucket(request, who))) is not None:
+            raise _limited(
+                f"more than {self.limiter.per_minute} requests a minute; retry in {wait:.0f} s",
+                wait,
+            )
+        return who
+
+    def bucket(self, request: Request, who: Principal | None) -> str:
+        if self.keys.enabled and who is not None:
+            return f"key:{who.key_id}"
+        return f"ip:{_address(request)}"
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+def _limited(message: str, wait: float) -> ApiError:
+    return ApiError(429, "rate_limited", message, {"Retry-After": str(max(1, round(wait)))})
+
+
+def _gate(request: Request) -> Gate:
+    gate: Gate = request.app.state.gate
+    return gate
+
+
+def _reader(request: Request) -> Principal:
+    return _gate(request).check(request, "read")
+
+
+def _ingester(request: Request) -> Principal:
+    return _gate(request).check(request, "ingest")
+
+
+def _admin(request: Request) -> Principal:
+    return _gate(request).check(request, "admin")
+
+
+def _media_caller(
+    request: Request,
+    exp: Annotated[int | None, Query(description="Expiry of a signed link.")] = None,
+    sig: Annotated[
+        str | None, Query(max_length=64, description="Signature of a signed link.")
+    ] = None,
+) -> Principal | None:
+    """A valid signed link (None: it was issued to someone who may see the file) or a
+    caller; media are not rate limited."""
+    gate = _gate(request)
+    q = request.query_params
+    endpoint = request.url.path.rsplit("/", 1)[-1]
+    target = (endpoint, q.get("path", ""), q.get("page", ""))
+    if gate.keys.enabled and exp is not None and sig and gate.links.valid(*target, exp, sig):
+        return None
+    return gate.caller(request)
+
+
+Reader = Annotated[Principal, Depends(_reader)]
+Ingester = Annotated[Principal, Depends(_ingester)]
+Admin = Annotated[Principal, Depends(_admin)]
+MediaCaller = Annotated[Principal | None, Depends(_media_caller)]
+Workspaces = Annotated[
+    list[str] | None,
+    Query(max_length=64, description="Only these of the key's workspaces (default: all)."),
+]
+
+
+def scope_of(who: Principal, wanted: list[str] | None) -> tuple[str, ...] | None:
+    """The workspaces a request reads: the key's, or the asked ones it may see."""
+    if not wanted:
+        return who.scope
+    hidden = [w for w in wanted if not who.sees(w)]
+    if hidden:
+        raise ApiError(403, "forbidden", f"this key does not see workspace {hidden[0]!r}")
+    return tuple(sorted(set(wanted)))
+
+
 # --- the app ----------------------------------------------------------------------------
 
 
@@ -476,17 +588,15 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
     # One ingest job at a time; answers never wait for it.
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmrag-ingest")
     pages = PageRenders()
-    limiter = RateLimiter(s.rate_limit_per_minute)
-    failures = RateLimiter(s.auth_failures_per_minute)
-    renders = RateLimiter(s.page_renders_per_minute)
     keys = KeyRing(s.api_keys, s.workspace)
-    app.state.keyring = keys
     links = MediaLinks(load_secret(s) if keys.enabled else None, s.media_link_ttl_s)
+    gate = Gate(s, links)
+    app.state.gate = gate
+    app.state.keyring = gate.keys  # the UI logs in with the same keys
     app.state.media_links = links  # the UI signs its source cards with the same links
     uploads = Uploads(s.data_dir / "uploads", s.max_upload_mb * 1024 * 1024)
     uploads.clear_staging()
     app.state.uploads = uploads
-    anonymous = Principal("anonymous", "admin", frozenset({s.workspace}))
 
     # -- errors: one shape ---------------------------------------------------------------
 
@@ -502,7 +612,9 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            e.status_code, "http_error"
+        )
         return _error(e.status_code, code, str(e.detail))
 
     @app.exception_handler(UploadTooLarge)
@@ -535,70 +647,9 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
             max_body=s.max_upload_mb * 1024 * 1024 + 64 * 1024,
             max_body_mb=s.max_upload_mb,
             login_paths=("/ui/login", "/ui/login/"),
-            login_throttle=failures,
+            login_throttle=gate.failures,
         ),
     )
-
-    # -- auth, roles and rate limit -----------------------------------------------------
-
-    def caller(request: Request) -> Principal:
-        """Who is asking; without keys, everyone is an admin of MMRAG_WORKSPACE."""
-        if not keys.enabled:
-            return anonymous
-        address = request.client.host if request.client else "?"
-        if (wait := failures.blocked(address)) is not None:
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"too many requests with a wrong key; retry in {wait:.0f} s",
-                {"Retry-After": str(max(1, round(wait)))},
-            )
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        who = keys.authenticate(token.strip()) if scheme.lower() == "bearer" and token else None
-        if who is None:
-            failures.record(address)
-            raise ApiError(
-                401,
-                "unauthorized",
-                "a valid API key is required: Authorization: Bearer <key>",
-                {"WWW-Authenticate": "Bearer"},
-            )
-        return who
-
-    def requires(role: Role) -> Any:
-        def check(request: Request) -> Principal:
-            who = caller(request)
-            if not who.allows(role):
-                raise ApiError(403, "forbidden", f"this key's role ({who.role}) may not do this")
-            bucket = (
-                f"key:{who.key_id}"
-                if keys.enabled
-                else f"ip:{request.client.host if request.client else '?'}"
-            )
-            wait = limiter.check(bucket)
-            if wait is not None:
-                raise ApiError(
-                    429,
-                    "rate_limited",
-                    f"more than {limiter.per_minute} requests a minute; retry in {wait:.0f} s",
-                    {"Retry-After": str(max(1, round(wait)))},
-                )
-            return who
-
-        return Depends(check)
-
-    Reader = Annotated[Principal, requires("read")]
-    Ingester = Annotated[Principal, requires("ingest")]
-    Admin = Annotated[Principal, requires("admin")]
-
-    def scope_of(who: Principal, wanted: list[str] | None) -> tuple[str, ...] | None:
-        """The workspaces a request searches: the key's, or the asked ones it may see."""
-        if not wanted:
-            return who.scope
-        hidden = [w for w in wanted if not who.sees(w)]
-        if hidden:
-            raise ApiError(403, "forbidden", f"this key does not see workspace {hidden[0]!r}")
-        return tuple(sorted(set(wanted)))
 
     # -- health ------------------------------------------------------------------------
 
@@ -678,15 +729,20 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
                     cancel.set()
                     return
 
+        failure: Exception | None = None
         async with anyio.create_task_group() as group:
             group.start_soon(watch)
             try:
                 async for event in events:
                     if isinstance(event, DoneEvent):
                         done = event
+            except Exception as e:  # raised after the group, not wrapped in a group
+                failure = e
             finally:
                 await events.aclose()  # type: ignore[attr-defined]
                 group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
         if done is None:
             raise ApiError(499, "cancelled", "the client went away")
         return done
@@ -942,11 +998,6 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
 
     # -- corpora and sources ----------------------------------------------------------------
 
-    Workspaces = Annotated[
-        list[str] | None,
-        Query(max_length=64, description="Only these of the key's workspaces (default: all)."),
-    ]
-
     @app.get(f"{API}/corpora", tags=["corpora"], response_model=CorporaOut)
     def corpora(who: Reader, workspaces: Workspaces = None) -> CorporaOut:
         """Item counts per corpus (of the key's workspaces)."""
@@ -989,24 +1040,6 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
         return DeletedOut(source=source, deleted=True)
 
     # -- media ---------------------------------------------------------------------------
-
-    def media_caller(
-        request: Request,
-        exp: Annotated[int | None, Query(description="Expiry of a signed link.")] = None,
-        sig: Annotated[
-            str | None, Query(max_length=64, description="Signature of a signed link.")
-        ] = None,
-    ) -> Principal | None:
-        """A valid signed link (None: it was issued to someone who may see the file) or a
-        caller; no rate limit."""
-        q = request.query_params
-        endpoint = request.url.path.rsplit("/", 1)[-1]
-        target = (endpoint, q.get("path", ""), q.get("page", ""))
-        if keys.enabled and exp is not None and sig and links.valid(*target, exp, sig):
-            return None
-        return caller(request)
-
-    MediaCaller = Annotated[Principal | None, Depends(media_caller)]
 
     def allowed_path(path: str, who: Principal | None) -> Path:
         if "\x00" in path:  # the OS refuses it; say so rather than fail inside resolve()
@@ -1074,17 +1107,12 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
         key = (str(target), stat.st_mtime_ns, stat.st_size, page, s.max_page_pixels)
         png = pages.get(key)
         if png is None:
-            bucket = (
-                f"key:{who.key_id}"
-                if who is not None
-                else f"ip:{request.client.host if request.client else '?'}"
-            )
-            if (wait := renders.check(bucket)) is not None:
-                raise ApiError(
-                    429,
-                    "rate_limited",
-                    f"more than {renders.per_minute} page renders a minute; retry in {wait:.0f} s",
-                    {"Retry-After": str(max(1, round(wait)))},
+            bucket = gate.bucket(request, who)
+            if (wait := gate.renders.check(bucket)) is not None:
+                raise _limited(
+                    f"more than {gate.renders.per_minute} page renders a minute; "
+                    f"retry in {wait:.0f} s",
+                    wait,
                 )
             png = render_page(target, page, s.max_page_pixels)
             pages.put(key, png)

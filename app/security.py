@@ -30,11 +30,12 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
-from app.settings import DEFAULT_WORKSPACE, ApiKey, Role, Settings
+from starlette.exceptions import HTTPException
+
+from app.settings import ApiKey, Role, Settings
 from retrieval.errors import ConfigError
 
 log = logging.getLogger("mmrag.api")
@@ -302,8 +303,12 @@ DEMO_CSP = (
 )
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised by the guard's ``receive`` past the body limit. An HTTPException, so that
+    FastAPI's body parsing passes it on as a 413 instead of calling it a parse error."""
+
+    def __init__(self, limit_mb: int) -> None:
+        super().__init__(413, f"the request is larger than the {limit_mb} MB limit")
 
 
 @dataclass
@@ -317,7 +322,7 @@ class GuardConfig:
 
 
 def _json(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Any:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
     raw = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -386,7 +391,7 @@ class Guard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > c.max_body:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(c.max_body_mb)
             return message
 
         started = False
@@ -422,12 +427,3 @@ class Guard:
             log.exception("unexpected error on %s %s", scope.get("method"), path)
             if not started:
                 await refuse(500, "internal", "an unexpected error; it was logged on the server")
-
-
-def default_workspace() -> str:
-    return DEFAULT_WORKSPACE
-
-
-def ensure_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -20,13 +20,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from retrieval.base import DEFAULT_WORKSPACE
 from retrieval.errors import ConfigError
 
 Role = Literal["read", "ingest", "admin"]
 """What a key may do: ``read`` asks and loads media; ``ingest`` also uploads, follows its
 jobs and lists sources; ``admin`` also deletes sources. Each role includes the ones before."""
 
-DEFAULT_WORKSPACE = "default"
 _WORKSPACE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
