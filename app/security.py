@@ -27,7 +27,7 @@ import os
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -139,48 +139,55 @@ def new_key() -> tuple[str, str]:
 
 
 class RateLimiter:
-    """At most ``per_minute`` events per key (or client address) in any 60 s window."""
+    """At most ``per_minute`` events per key (or client address) in any 60 s window.
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    Memory stays bounded: past ``max_clients`` tracked clients, those idle for a minute
+    are forgotten (an attacker rotating addresses cannot grow it without end).
+    """
+
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        max_clients: int = 10_000,
+    ) -> None:
         self.per_minute = per_minute
-        self._seen: dict[str, deque[float]] = defaultdict(deque)
+        self.max_clients = max_clients
+        self._seen: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
         self._clock = clock
 
-    def _window(self, who: str, now: float) -> deque[float]:
-        window = self._seen[who]
-        while window and now - window[0] >= 60:
-            window.popleft()
-        if not window:
-            del self._seen[who]  # bounded: idle clients are forgotten
-            return self._seen[who]
-        return window
+    def _wait(self, who: str, count: bool) -> float | None:
+        if self.per_minute <= 0:
+            return None
+        now = self._clock()
+        with self._lock:
+            if len(self._seen) >= self.max_clients:
+                self._seen = {k: w for k, w in self._seen.items() if w and now - w[-1] < 60}
+            window = self._seen.setdefault(who, deque())
+            while window and now - window[0] >= 60:
+                window.popleft()
+            if len(window) >= self.per_minute:
+                return 60 - (now - window[0])
+            if count:
+                window.append(now)
+            elif not window:
+                del self._seen[who]
+        return None
 
     def check(self, who: str) -> float | None:
         """Count one event: None if allowed; otherwise the seconds until one is allowed."""
-        if self.per_minute <= 0:
-            return None
-        now = self._clock()
-        with self._lock:
-            window = self._window(who, now)
-            if len(window) >= self.per_minute:
-                return 60 - (now - window[0])
-            window.append(now)
-        return None
+        return self._wait(who, count=True)
 
     def blocked(self, who: str) -> float | None:
         """Like :meth:`check` without counting: for throttling failures only."""
-        if self.per_minute <= 0:
-            return None
-        now = self._clock()
-        with self._lock:
-            window = self._window(who, now)
-            return 60 - (now - window[0]) if len(window) >= self.per_minute else None
+        return self._wait(who, count=False)
 
     def record(self, who: str) -> None:
+        """Count one event (a failure), allowed or not."""
         if self.per_minute > 0:
             with self._lock:
-                self._window(who, self._clock()).append(self._clock())
+                self._seen.setdefault(who, deque()).append(self._clock())
 
 
 # --- signed media links --------------------------------------------------------------------

@@ -7,6 +7,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,41 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
         text=True,
         timeout=600,
     )
+
+
+@contextmanager
+def serving(env: dict[str, str], cwd: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`mmrag serve` in a subprocess on a free port, up and answering; stopped after."""
+    import time
+    import urllib.request
+
+    from tests.test_generation import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from app.cli import main; main()", "serve", "--port", str(port)],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    assert json.loads(r.read()) == {"status": "ok"}
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "mmrag serve did not come up"
+                time.sleep(0.3)  # waiting for the server to listen, not timing it
+        yield base, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 @pytest.fixture()
@@ -96,32 +133,9 @@ def test_errors_are_one_sentence_with_exit_code_2(tmp_path: Path, env: dict[str,
 
 
 def test_serve_puts_api_ui_and_widget_on_one_port(tmp_path: Path, env: dict[str, str]) -> None:
-    import time
     import urllib.request
 
-    from tests.test_generation import free_port
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from app.cli import main; main()", "serve", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    assert json.loads(r.read()) == {"status": "ok"}
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "mmrag serve did not come up"
-                time.sleep(0.3)  # waiting for the server to listen, not timing it
+    with serving(env, tmp_path) as (base, _):
         for path, marker in (
             ("/api/v1/corpora", b'"corpora"'),
             ("/widget.js", b"attachShadow"),
@@ -130,9 +144,6 @@ def test_serve_puts_api_ui_and_widget_on_one_port(tmp_path: Path, env: dict[str,
         ):
             with urllib.request.urlopen(f"{base}{path}", timeout=30) as r:
                 assert r.status == 200 and marker in r.read(), path
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_a_second_process_leaves_a_running_server_alone(
@@ -142,11 +153,8 @@ def test_a_second_process_leaves_a_running_server_alone(
     writing commands stop with a message naming the server (exit 2, no traceback),
     read-only ones ask the server, and the server's own writes keep working."""
     import time
-    import urllib.request
 
     import httpx
-
-    from tests.test_generation import free_port
 
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -154,26 +162,7 @@ def test_a_second_process_leaves_a_running_server_alone(
         "# Bell\n\nThe Ostra bell weighs 930 kilograms.\n", encoding="utf-8"
     )
     assert run(["ingest", str(docs)], env, tmp_path).returncode == 0
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from app.cli import main; main()", "serve", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2):
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "mmrag serve did not come up"
-                time.sleep(0.3)  # waiting for the server to listen, not timing it
+    with serving(env, tmp_path) as (base, proc):
         for n in range(3):
             refused = run(["ingest", str(docs)], env, tmp_path)
             assert refused.returncode == 2, refused.stderr
@@ -198,8 +187,5 @@ def test_a_second_process_leaves_a_running_server_alone(
         asked = run(["ask", "--json", "How much does the Ostra bell weigh?"], env, tmp_path)
         assert asked.returncode == 0, asked.stderr
         assert "930" in json.loads(asked.stdout)["answer"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     # Once the server is gone, the folder is free again.
     assert run(["collections"], env, tmp_path).returncode == 0
