@@ -37,6 +37,14 @@ class EmptyDocumentError(LoaderError):
     """The file holds no text that could be indexed."""
 
 
+class LimitError(LoaderError):
+    """A file is over an ingest limit (unpacked size, pages, characters, rendered pixels).
+
+    The message names the file, the limit and the setting that raises it: the file may
+    be fine, only larger than this deployment agreed to spend on one file.
+    """
+
+
 class ModelError(MmragError):
     """A packaged model is missing, corrupt, or failed to load."""
 

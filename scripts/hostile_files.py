@@ -1,0 +1,131 @@
+"""Build the hostile files of issue 10 and measure what ingesting each one costs.
+
+    python scripts/hostile_files.py build DIR      # write the files into DIR
+    python scripts/hostile_files.py measure DIR    # ingest each in its own process
+
+``measure`` runs ``mmrag ingest FILE`` once per file, each in a fresh child process with
+a fresh data folder, and reports its wall time, peak RSS (``ru_maxrss`` from
+``os.wait4``) and the CLI's last line. A good small text file is measured the same way,
+so the cost of loading the models is known. The figures go to docs/benchmarks.md
+("Hostile files").
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+DOCX_XML_MB = 100
+BLANK_PAGES = 5000
+ONE_LINE_MB = 50
+
+
+def docx_bomb(path: Path, xml_mb: int = DOCX_XML_MB) -> Path:
+    """A small DOCX whose word/document.xml unpacks to ``xml_mb`` MB of paragraphs."""
+    from docx import Document
+
+    buffer = io.BytesIO()
+    Document().save(buffer)
+    paragraph = (
+        b"<w:p><w:r><w:t>The quarterly report restates revenue for every region "
+        b"and every product line once more.</w:t></w:r></w:p>"
+    )
+    count = xml_mb * 1_000_000 // len(paragraph)
+    with zipfile.ZipFile(buffer) as src, zipfile.ZipFile(path, "w") as out:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "word/document.xml":
+                head, _, tail = data.partition(b"<w:body>")
+                body = b"<w:body>" + paragraph * count
+                out.writestr(info, head + body + tail, zipfile.ZIP_DEFLATED, 9)
+            else:
+                out.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
+    return path
+
+
+def blank_pages_pdf(path: Path, pages: int = BLANK_PAGES) -> Path:
+    """A PDF of ``pages`` empty Letter pages: no text layer, nothing drawn."""
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument.new()
+    for _ in range(pages):
+        pdf.new_page(612, 792).close()
+    pdf.save(str(path))
+    pdf.close()
+    return path
+
+
+def one_line_text(path: Path, mb: int = ONE_LINE_MB) -> Path:
+    """``mb`` MB of words on a single line, no sentence ends, no newline."""
+    words = b"alpha beta gamma delta epsilon zeta eta theta iota kappa "
+    path.write_bytes((words * (mb * 1_000_000 // len(words) + 1))[: mb * 1_000_000])
+    return path
+
+
+def build(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    good = folder / "good.txt"
+    good.write_text("The pump keeps the pressure at four bar.\n", encoding="utf-8")
+    return [
+        good,
+        docx_bomb(folder / "bomb.docx"),
+        blank_pages_pdf(folder / "blank.pdf"),
+        one_line_text(folder / "oneline.txt"),
+    ]
+
+
+def measure(path: Path, timeout: float = 1800.0) -> dict[str, object]:
+    """Ingest ``path`` with the CLI in a fresh child process; its time and peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="mmrag-hostile-") as data:
+        log = Path(data) / "out.log"
+        env = {**os.environ, "MMRAG_DATA_DIR": str(Path(data) / "data")}
+        start = time.perf_counter()
+        with log.open("w") as out:
+            child = subprocess.Popen(
+                [sys.executable, "-c", "from app.cli import main; main()", "ingest", str(path)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        timer = threading.Timer(timeout, child.kill)
+        timer.start()
+        # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would be the max of all).
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+        timer.cancel()
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
+    return {
+        "file": path.name,
+        "bytes": path.stat().st_size,
+        "seconds": round(seconds, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "exit": os.waitstatus_to_exitcode(status),
+        "output": [line for line in lines if line[:1].isalnum()][-3:],
+    }
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2 or argv[0] not in ("build", "measure"):
+        raise SystemExit(__doc__)
+    folder = Path(argv[1])
+    files = (
+        build(folder) if argv[0] == "build" else sorted(p for p in folder.iterdir() if p.is_file())
+    )
+    if argv[0] == "build":
+        for f in files:
+            print(f"{f}: {f.stat().st_size:,} bytes")
+        return
+    for f in files:
+        print(json.dumps(measure(f)), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
