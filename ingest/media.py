@@ -30,7 +30,7 @@ from ingest.images import (
 )
 from ingest.video import AUDIO_SUFFIXES, VIDEO_SUFFIXES, VideoAnalysis
 from retrieval.base import Corpus, EncoderInfo, ImageEncoder, Item, Vectors, item_id
-from retrieval.errors import MmragError
+from retrieval.errors import LoaderError, MmragError
 
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES | AUDIO_SUFFIXES
 # A page can show hundreds of icons; the first pictures are the ones it is about.
@@ -408,28 +408,48 @@ def _pdf_images(path: Path, min_side: int, warnings: list[str]) -> list[tuple[in
 
     out: list[tuple[int, Any]] = []
     with PDFIUM_LOCK:  # pdfium is not thread-safe
-        pdf = pdfium.PdfDocument(str(path))
+        try:
+            pdf = pdfium.PdfDocument(str(path))
+        except pdfium.PdfiumError as e:
+            raise LoaderError(f"{path}: not a readable PDF ({e})") from e
         try:
             for index in range(len(pdf)):
-                page = pdf[index]
-                for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3):
-                    width, height = obj.get_px_size()
-                    if min(width, height) < min_side:
-                        continue
-                    if width * height > MAX_IMAGE_PIXELS:  # a few KB can decode to GBs
-                        warnings.append(
-                            f"page {index + 1}: an image of {width} x {height} pixels skipped "
-                            f"(over the limit of {MAX_IMAGE_PIXELS:,} pixels per picture)"
-                        )
-                        continue
-                    try:
-                        image = obj.get_bitmap(render=False).to_pil().convert("RGB")
-                    except Exception as e:  # odd colour spaces and filters: skip that one
-                        warnings.append(f"page {index + 1}: an image could not be decoded ({e})")
-                        continue
-                    out.append((index + 1, image))
+                # A broken page costs its pictures, not the file's (nor, escaping as a
+                # vendor error, the rest of the ingest run).
+                try:
+                    page = pdf[index]
+                except pdfium.PdfiumError as e:
+                    warnings.append(f"page {index + 1}: not read for pictures ({e})")
+                    continue
+                try:
+                    out += _page_images(page, index + 1, min_side, warnings, pdfium_c)
+                finally:
+                    page.close()
         finally:
             pdf.close()
+    return out
+
+
+def _page_images(
+    page: Any, number: int, min_side: int, warnings: list[str], pdfium_c: Any
+) -> list[tuple[int, Any]]:
+    out: list[tuple[int, Any]] = []
+    for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3):
+        width, height = obj.get_px_size()
+        if min(width, height) < min_side:
+            continue
+        if width * height > MAX_IMAGE_PIXELS:  # a few KB can decode to GBs
+            warnings.append(
+                f"page {number}: an image of {width} x {height} pixels skipped "
+                f"(over the limit of {MAX_IMAGE_PIXELS:,} pixels per picture)"
+            )
+            continue
+        try:
+            image = obj.get_bitmap(render=False).to_pil().convert("RGB")
+        except Exception as e:  # odd colour spaces and filters: skip that one
+            warnings.append(f"page {number}: an image could not be decoded ({e})")
+            continue
+        out.append((number, image))
     return out
 
 
