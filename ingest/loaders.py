@@ -106,6 +106,19 @@ def _chars_over(path: Path, count: int | None, limit: int) -> LimitError:
     return _over_limit(path, found, f"{limit:,} characters per file", SETTING_MAX_CHARS)
 
 
+def _check_markup(path: Path, count: int, what: str, limit: int) -> None:
+    """Refuse markup whose parse tree would not fit: a token of markdown-it or a tag of
+    BeautifulSoup costs ~1 KB and ~50 µs, so 2 MB of one-character list items took a
+    GB and 40 s. The limit follows the character limit (a fiftieth of it in lines of
+    Markdown, a fortieth in tags of HTML), which real prose stays far below."""
+    if count > limit:
+        setting = SETTING_MAX_CHARS
+        raise LimitError(
+            f"{path}: {count:,} {what}, over the limit of {limit:,} that follows from "
+            f"the character limit (raise {setting} to ingest it)"
+        )
+
+
 def _size(n: int) -> str:
     return f"{n / 2**20:,.1f} MB" if n >= 2**20 // 10 else f"{n:,} bytes"
 
@@ -425,6 +438,7 @@ class MarkdownLoader(_TextFormatLoader):
     def _parse(self, path: Path, text: str) -> ParsedDocument:
         from markdown_it import MarkdownIt
 
+        _check_markup(path, text.count("\n"), "lines of Markdown", self.max_chars // 50)
         parser = MarkdownIt("commonmark").enable("table")
         tokens = parser.parse(_blank_front_matter(text))
         line_starts = [0, *(m.end() for m in re.finditer("\n", text))]
@@ -477,6 +491,7 @@ class HtmlLoader(_TextFormatLoader):
     def _parse(self, path: Path, text: str) -> ParsedDocument:
         from bs4 import BeautifulSoup
 
+        _check_markup(path, text.count("<"), "tags of HTML", self.max_chars // 40)
         soup = BeautifulSoup(text, "lxml")
         builder = _TextBuilder(path, self.max_chars)
         first_h1 = _html_collect(soup.body or soup, builder)

@@ -1,13 +1,18 @@
 """Build the hostile files of issue 10 and measure what ingesting each one costs.
 
-    python scripts/hostile_files.py build DIR      # write the files into DIR
-    python scripts/hostile_files.py measure DIR    # ingest each in its own process
+    python scripts/hostile_files.py build DIR           # write the files into DIR
+    python scripts/hostile_files.py measure FILE...     # ingest each in its own process
 
-``measure`` runs ``mmrag ingest FILE`` once per file, each in a fresh child process with
-a fresh data folder, and reports its wall time, peak RSS (``ru_maxrss`` from
-``os.wait4``) and the CLI's last line. A good small text file is measured the same way,
-so the cost of loading the models is known. The figures go to docs/benchmarks.md
-("Hostile files").
+``build`` writes the three files seen in issue 10 (a DOCX of ~300 KB unpacking to 100 MB
+of XML, a PDF of 5,000 blank pages, 50 MB of text on one line), the same three just
+under the default limits (30 MB of XML, 1,999 pages, 19 M characters), and a good small
+text file that measures the cost of starting up and loading the models.
+
+``measure`` runs ``mmrag ingest FILE`` (the code first on ``sys.path``: run it from the
+checkout to measure) once per file, each in a fresh child process with a fresh data
+folder, and prints its wall time, peak RSS (``ru_maxrss`` from ``os.wait4``), exit code
+and the CLI's last lines as JSON. The figures go to docs/benchmarks.md ("Hostile
+files").
 """
 
 from __future__ import annotations
@@ -79,6 +84,9 @@ def build(folder: Path) -> list[Path]:
         docx_bomb(folder / "bomb.docx"),
         blank_pages_pdf(folder / "blank.pdf"),
         one_line_text(folder / "oneline.txt"),
+        docx_bomb(folder / "bomb-30mb.docx", 30),
+        blank_pages_pdf(folder / "blank-1999.pdf", 1999),
+        one_line_text(folder / "oneline-19mb.txt", 19),
     ]
 
 
@@ -113,18 +121,14 @@ def measure(path: Path, timeout: float = 1800.0) -> dict[str, object]:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 2 or argv[0] not in ("build", "measure"):
+    if len(argv) < 2 or argv[0] not in ("build", "measure"):
         raise SystemExit(__doc__)
-    folder = Path(argv[1])
-    files = (
-        build(folder) if argv[0] == "build" else sorted(p for p in folder.iterdir() if p.is_file())
-    )
     if argv[0] == "build":
-        for f in files:
+        for f in build(Path(argv[1])):
             print(f"{f}: {f.stat().st_size:,} bytes")
         return
-    for f in files:
-        print(json.dumps(measure(f)), flush=True)
+    for f in argv[1:]:
+        print(json.dumps(measure(Path(f))), flush=True)
 
 
 if __name__ == "__main__":

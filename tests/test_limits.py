@@ -185,6 +185,25 @@ def test_characters_over_the_limit_are_refused_in_every_format(tmp_path: Path) -
         DocxLoader(max_chars=100).load(tmp_path / "long.docx")
 
 
+def test_markup_whose_parse_tree_would_not_fit_is_refused(tmp_path: Path) -> None:
+    """Tiny blocks and tags cost ~1 KB each parsed: 2 MB of list items took a GB."""
+    md = tmp_path / "list.md"
+    md.write_text("- a\n" * 1_001)
+    with pytest.raises(LimitError) as err:
+        MarkdownLoader(max_chars=50_000).load(md)
+    assert str(err.value) == (
+        f"{md}: 1,001 lines of Markdown, over the limit of 1,000 that follows from the "
+        "character limit (raise MMRAG_INGEST_MAX_CHARS to ingest it)"
+    )
+    assert MarkdownLoader(max_chars=60_000).load(md).sections
+    html = tmp_path / "tags.html"
+    html.write_text("<b>x</b>" * 1_000)
+    with pytest.raises(
+        LimitError, match=r"tags\.html: 2,000 tags of HTML, over the limit of 1,000"
+    ):
+        HtmlLoader(max_chars=40_000).load(html)
+
+
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_pages"):
         PdfLoader(max_pages=0)
