@@ -392,3 +392,20 @@ def _pdf_with_gray_image(width: int, height: int) -> bytes:
         xref,
     )
     return bytes(out)
+
+
+def test_video_frames_over_the_pixel_limit_are_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A header may claim frames of 65535 x 65535; each would be decoded at that size."""
+    import ingest.video
+    from ingest.video import VideoAnalyzer
+
+    video = ROOT.parent / "shared" / "eval" / "video" / "files" / "realshort.mp4"
+    if not video.is_file():
+        pytest.skip("the evaluation videos (../shared/eval/video) are not here")
+    monkeypatch.setattr(ingest.video, "MAX_IMAGE_PIXELS", 1_000)
+    with pytest.raises(LimitError) as err:
+        VideoAnalyzer(None).analyze(video, tmp_path)
+    assert str(err.value).startswith(f"{video}: video frames of ")
+    assert str(err.value).endswith(" pixels, over the limit of 1,000 pixels per picture")
