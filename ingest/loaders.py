@@ -353,7 +353,7 @@ _W_RUN_TEXT = tuple(_W + tag for tag in ("br", "cr", "noBreakHyphen", "ptab", "t
 
 def _docx_paragraph_text(p: Any) -> str:
     """``Paragraph.text`` without its cost: python-docx compiles two XPath expressions
-    per paragraph (~0.2 ms); walking the children is 20 times faster. Each run part is
+    per paragraph (~50 µs); walking the children is ~6 times faster. Each run part is
     still turned into text by python-docx's own element classes (``str(part)``)."""
     parts: list[str] = []
     for child in p.iterchildren(_W + "r", _W + "hyperlink"):
@@ -367,8 +367,8 @@ def _docx_style_name(paragraph: Any, cache: dict[str | None, str]) -> str:
     """A paragraph's style name, looked up once per style id.
 
     python-docx resolves ``paragraph.style`` by scanning every style of the document
-    (for the default style, on each call): ~1 ms a paragraph, which made a DOCX of a
-    million short paragraphs take a quarter of an hour.
+    (for the default style, on each call): ~0.8 ms a paragraph, which made a DOCX of
+    770,000 short paragraphs take over ten minutes before its text was even chunked.
     """
     style_id = paragraph._p.style  # the w:pStyle value, or None for the default style
     if style_id not in cache:
