@@ -223,7 +223,7 @@ def interesting_bytes(rng: random.Random, data: bytes, _: list[bytes]) -> bytes:
 
 
 def truncate(rng: random.Random, data: bytes, _: list[bytes]) -> bytes:
-    return data[: rng.randrange(1, len(data))]
+    return data[: rng.randrange(1, len(data))] if len(data) > 1 else b""
 
 
 def duplicate_chunk(rng: random.Random, data: bytes, _: list[bytes]) -> bytes:
