@@ -409,3 +409,49 @@ def test_video_frames_over_the_pixel_limit_are_refused_before_decoding(
         VideoAnalyzer(None).analyze(video, tmp_path)
     assert str(err.value).startswith(f"{video}: video frames of ")
     assert str(err.value).endswith(" pixels, over the limit of 1,000 pixels per picture")
+
+
+def test_entity_expansion_is_not_performed(tmp_path: Path) -> None:
+    """A "billion laughs" DTD in a DOCX's XML or an HTML page: ten levels of ten
+    references would expand to 10 GB; it must cost nothing and never come out as text."""
+    levels = ['<!ENTITY l0 "laugh">'] + [
+        f'<!ENTITY l{n} "{f"&l{n - 1};" * 10}">' for n in range(1, 10)
+    ]
+    dtd = "<!DOCTYPE w:document [" + "".join(levels) + "]>"
+    docx_path = docx_bomb(tmp_path / "laughs.docx", xml_mb=0)
+    with zipfile.ZipFile(docx_path) as z:
+        parts = {i.filename: z.read(i) for i in z.infolist()}
+    xml = parts["word/document.xml"].decode()
+    head, _, rest = xml.partition("?>")
+    parts["word/document.xml"] = (
+        head
+        + "?>"
+        + dtd
+        + rest.replace("<w:body>", "<w:body><w:p><w:r><w:t>&l9;</w:t></w:r></w:p>")
+    ).encode()
+    with zipfile.ZipFile(docx_path, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    html = tmp_path / "laughs.html"
+    html.write_text(
+        "<!DOCTYPE html ["
+        + "".join(levels)
+        + "]><html><body><p>Hello &l9; there.</p></body></html>"
+    )
+    result = in_child(
+        f"""
+        from pathlib import Path
+        from ingest.loaders import DocxLoader, HtmlLoader
+        from retrieval.errors import LoaderError
+        texts = []
+        for loader, path in ((DocxLoader(), {str(docx_path)!r}), (HtmlLoader(), {str(html)!r})):
+            try:
+                texts.append(" ".join(loader.load(Path(path)).texts))
+            except LoaderError as e:
+                texts.append("refused: " + str(e))
+        result = {{"longest": max(map(len, texts)), "laughs": sum(t.count("laugh") for t in texts)}}
+        """,
+        timeout=30,
+    )
+    assert result["longest"] < 10_000 and result["laughs"] < 100
+    assert result["peak_mb"] - baseline_mb() < 100
