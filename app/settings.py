@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     chunk_target_words: int = Field(180, ge=20, description="Target passage length in words.")
     chunk_max_words: int = Field(300, ge=40, description="Maximum passage length in words.")
     # What one file may cost. Each default refuses no normal file (the FinanceBench
-    # filings, at most 140 pages and ~0.6 M characters, all ingest unchanged; a long book
+    # filings, at most 140 pages and 0.43 M characters, all ingest unchanged; a long book
     # is ~3 M characters) and stops what took minutes and GBs: a DOCX of 300 KB unpacking
     # to 100 MB, a PDF of 5,000 blank pages, a 50 MB file of one line.
     ingest_max_text_mb: int = Field(

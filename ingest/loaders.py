@@ -36,9 +36,10 @@ from typing import Any
 from ingest.base import ImageRef, Loader, ParsedDocument, Section
 from retrieval.errors import EmptyDocumentError, LimitError, LoaderError, UnsupportedTypeError
 
-# The defaults refuse no normal file: the FinanceBench filings (at most 140 pages and
-# ~0.6 M characters, a few MB unpacked) sit 14-50 times under each of them, and so does
-# a long book (War and Peace: ~3.2 M characters). What they refuse costs minutes and GBs.
+# The defaults refuse no normal file: the largest FinanceBench filing (140 pages, 0.43 M
+# characters) sits 14 and 47 times under the page and character limits, a long book
+# (War and Peace: ~3.2 M characters) 6 times, and a Word report's XML is 1-20 MB. What
+# they refuse cost minutes and GBs (docs/benchmarks.md, "Hostile files").
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 """Text-like files above this size are refused: they are almost always logs or dumps."""
 DEFAULT_MAX_CHARS = 20_000_000
