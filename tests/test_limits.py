@@ -455,3 +455,40 @@ def test_entity_expansion_is_not_performed(tmp_path: Path) -> None:
     )
     assert result["longest"] < 10_000 and result["laughs"] < 100
     assert result["peak_mb"] - baseline_mb() < 100
+
+
+def test_deeply_nested_html_costs_linear_time(tmp_path: Path) -> None:
+    """Each picture searched its ancestors, each figure and cell its descendants, each
+    header its ancestors: 100,000 pictures 250 deep took 230 s, and nested figure
+    captions or headers never finished."""
+    pictures = tmp_path / "pictures.html"
+    pictures.write_text(
+        "<html><body>" + "<div>" * 250 + "<p>Gallery</p>" + '<img src="a.png" alt="A">' * 100_000
+    )
+    nested = tmp_path / "nested.html"
+    nested.write_text(
+        "<html><body>"
+        + "<figure><img src=f.png><figcaption>Caption" * 20_000
+        + "<table><tr><td>" * 20_000
+        + "cell"
+        + "<header><p>h</p>" * 20_000
+    )
+    result = in_child(
+        f"""
+        from pathlib import Path
+        from ingest.loaders import HtmlLoader
+        a = HtmlLoader().load(Path({str(pictures)!r}))
+        b = HtmlLoader().load(Path({str(nested)!r}))
+        result = {{
+            "pictures": len(a.images),
+            "captions": len({{i.caption for i in b.images}}),
+            "first": b.images[0].caption[:30],
+            "longest": max(len(i.caption) for i in b.images),
+            "text": "cell" in b.texts[0],
+        }}
+        """,
+        timeout=60,
+    )
+    assert result["pictures"] == 100_000
+    assert result["first"] == "Caption Caption Caption Captio"  # nested captions, bounded
+    assert result["longest"] <= 310 and result["text"]
