@@ -388,6 +388,14 @@ def _exercise(kind: str, path: Path, scratch: Path) -> None:
             media.ocr_pages(path, doc.untexted_pages)
 
 
+def _own_peak_mb() -> float:
+    """This process's peak RSS (VmHWM). Not ``ru_maxrss``: Linux carries that across
+    exec from the parent the worker was forked from (pytest, with models loaded)."""
+    with open("/proc/self/status") as status:
+        hwm = next(line for line in status if line.startswith("VmHWM:"))
+    return int(hwm.split()[1]) / 1024
+
+
 def worker_main() -> None:
     """Run the cases named on stdin (JSON), one line of JSON on stdout per event."""
     import resource
@@ -417,7 +425,7 @@ def worker_main() -> None:
             outcome=outcome,
             detail=detail[:500],
             seconds=round(time.perf_counter() - began, 3),
-            peak_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            peak_mb=round(_own_peak_mb()),
         )
 
 

@@ -85,10 +85,13 @@ def in_child(code: str, timeout: float = HANG_S) -> dict[str, float]:
     """Run ``code`` in a fresh interpreter; its JSON result plus its peak RSS in MB.
 
     A hang fails the test at ``timeout`` instead of stalling the suite."""
+    # VmHWM is the peak of this process's own memory; ru_maxrss would carry the peak of
+    # the parent it was forked from (pytest, with models loaded) across the exec.
     script = textwrap.dedent(code) + textwrap.dedent(
         """
-        import json, resource
-        result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        import json
+        hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+        result["peak_mb"] = int(hwm.split()[1]) / 1024
         print(json.dumps(result))
         """
     )
