@@ -178,6 +178,7 @@ class Service:
     @cached_property
     def ingestor(self) -> Ingestor:
         s = self.settings
+        from ingest.loaders import default_loaders
         from ingest.media import MediaIngest
 
         media = MediaIngest(
@@ -186,9 +187,17 @@ class Service:
             video_analyzer=lambda: self.video_analyzer,
             # The CNN's features come free with its tags; only another model needs a call.
             visual_encoder=(lambda: self.visual_encoder) if s.clip_model is not None else None,
+            max_page_pixels=s.ingest_max_page_pixels,
+        )
+        loaders = default_loaders(
+            max_bytes=s.ingest_max_text_mb * 2**20,
+            max_chars=s.ingest_max_chars,
+            max_pages=s.ingest_max_pages,
+            max_unpacked_bytes=s.ingest_max_unpacked_mb * 2**20,
         )
         return Ingestor(
             self.index,
+            loaders=loaders,
             batch_size=s.ingest_batch_size,
             target_words=s.chunk_target_words,
             max_words=s.chunk_max_words,

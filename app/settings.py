@@ -99,6 +99,34 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(256, ge=1, description="Passages embedded/stored together.")
     chunk_target_words: int = Field(180, ge=20, description="Target passage length in words.")
     chunk_max_words: int = Field(300, ge=40, description="Maximum passage length in words.")
+    # What one file may cost. Each default refuses no normal file (the FinanceBench
+    # filings, at most 140 pages and 0.43 M characters, all ingest unchanged; a long book
+    # is ~3 M characters) and stops what took minutes and GBs: a DOCX of 300 KB unpacking
+    # to 100 MB, a PDF of 5,000 blank pages, a 50 MB file of one line.
+    ingest_max_text_mb: int = Field(
+        50, ge=1, description="Text, Markdown and HTML files larger than this (MB) are refused."
+    )
+    ingest_max_chars: int = Field(
+        20_000_000,
+        ge=1_000,
+        description="Most characters of text taken from one file; a file with more is refused.",
+    )
+    ingest_max_pages: int = Field(
+        2_000, ge=1, description="Most pages of one PDF; a PDF with more is refused."
+    )
+    ingest_max_unpacked_mb: int = Field(
+        256,
+        ge=1,
+        description="Most a DOCX (a zip) may unpack to, in MB; a zip bomb is refused unread.",
+    )
+    ingest_max_page_pixels: int = Field(
+        2400 * 2400,
+        ge=4096,
+        description=(
+            "Most pixels of a scanned PDF page rendered for OCR (longer side at most the "
+            "square root); larger pages are rendered at a lower resolution."
+        ),
+    )
 
     # Routing
     router: Literal["trained", "llm", "all"] = Field(

@@ -16,9 +16,12 @@ from ingest.base import ParsedDocument, Passage, Section
 
 # A sentence ends at . ! ? (and any closing quotes or brackets) before whitespace and
 # a capital or digit; a line break inside a section (list items, table rows, code) is a
-# boundary too. The gap is whitespace that belongs to neither side.
+# boundary too. The gap is whitespace that belongs to neither side. A line break is
+# only looked for from the start of a run of blanks: from inside one, each of its
+# characters would rescan the run (quadratic: a run of 40,000 spaces took 10 s).
 _BOUNDARY = re.compile(
-    r"(?<=[.!?])[\"'”’)\]]*(?P<gap>\s+)(?=[\"'“‘(\[]?[A-Z0-9])|(?P<line>[^\S\n]*\n\s*)"
+    r"(?<=[.!?])[\"'”’)\]]*(?P<gap>\s+)(?=[\"'“‘(\[]?[A-Z0-9])"
+    r"|(?P<line>(?<![^\S\n])[^\S\n]*\n\s*)"
 )
 _WORD = re.compile(r"\S+")
 
@@ -60,10 +63,25 @@ def chunk(
     return passages
 
 
+def _word_count(text: str, start: int, end: int, limit: int) -> int:
+    """Words in ``text[start:end]``, counted only as far as ``limit + 1``.
+
+    Enough to compare with ``limit`` without a list of every word: a one-line file of
+    50 MB is 8 M words, and ``split()`` of it alone took gigabytes.
+    """
+    if end - start <= 100_000:
+        return len(text[start:end].split())
+    count = 0
+    for count, _ in enumerate(_WORD.finditer(text, start, end), 1):
+        if count > limit:
+            break
+    return count
+
+
 def _units(sections: Iterable[Section], target_words: int, max_words: int) -> Iterator[_Span]:
     """Sections as spans, with sections over ``max_words`` cut into sentences."""
     for section in sections:
-        words = len(section.text.split())
+        words = _word_count(section.text, 0, len(section.text), max_words)
         if words <= max_words:
             yield section.char_start, section.char_start + len(section.text), words
         else:
@@ -86,15 +104,22 @@ def _sentences(section: Section, target_words: int, max_words: int) -> Iterator[
 def _sentence(
     text: str, start: int, end: int, offset: int, target_words: int, max_words: int
 ) -> Iterator[_Span]:
-    words = len(text[start:end].split())
+    words = _word_count(text, start, end, max_words)
     if words <= max_words:
         yield offset + start, offset + end, words
         return
-    # A "sentence" this long is a table or a list without punctuation: cut by words.
-    spans = [m.span() for m in _WORD.finditer(text, start, end)]
-    for i in range(0, len(spans), target_words):
-        piece = spans[i : i + target_words]
-        yield offset + piece[0][0], offset + piece[-1][1], len(piece)
+    # A "sentence" this long is a table or a list without punctuation: cut by words,
+    # as they are found (never a list of them all).
+    count = first = last = 0
+    for match in _WORD.finditer(text, start, end):
+        if not count:
+            first = match.start()
+        count, last = count + 1, match.end()
+        if count == target_words:
+            yield offset + first, offset + last, count
+            count = 0
+    if count:
+        yield offset + first, offset + last, count
 
 
 def _pack(

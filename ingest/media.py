@@ -9,6 +9,7 @@ documents never loads the CNN, the OCR or whisper.
 from __future__ import annotations
 
 import importlib.metadata
+import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,7 +21,14 @@ import numpy as np
 
 from ingest.base import ImageRef, write_atomic
 from ingest.faults import checkpoint
-from ingest.images import FEATURE_DIM, IMAGE_SUFFIXES, ImageAnalysis, image_text, open_image
+from ingest.images import (
+    FEATURE_DIM,
+    IMAGE_SUFFIXES,
+    MAX_IMAGE_PIXELS,
+    ImageAnalysis,
+    image_text,
+    open_image,
+)
 from ingest.roots import Roots, resolved
 from ingest.video import AUDIO_SUFFIXES, VIDEO_SUFFIXES, VideoAnalysis
 from retrieval.base import (
@@ -32,11 +40,14 @@ from retrieval.base import (
     Vectors,
     item_id,
 )
-from retrieval.errors import MmragError
+from retrieval.errors import LoaderError, MmragError
 
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES | AUDIO_SUFFIXES
 # A page can show hundreds of icons; the first pictures are the ones it is about.
 MAX_LINKED_IMAGES = 32
+DEFAULT_MAX_PAGE_PIXELS = 2400 * 2400
+"""A page rendered for OCR has at most this many pixels and a longer side of at most its
+square root: a Letter page at 200 dpi (1700 x 2200) fits, a poster is scaled down."""
 
 
 def visual_encoder_info() -> EncoderInfo:
@@ -83,6 +94,7 @@ class MediaIngest:
     ``visual_encoder`` (a factory too), when given, fills the ``visual`` vectors instead
     of the CNN features the image analyser computes anyway: a CLIP-family model whose
     joint space lets text questions reach pictures by their pixels.
+    ``max_page_pixels`` bounds the bitmap of a scanned page rendered for OCR.
     """
 
     def __init__(
@@ -92,7 +104,11 @@ class MediaIngest:
         image_analyzer: Callable[[], Any],
         video_analyzer: Callable[[], Any],
         visual_encoder: Callable[[], ImageEncoder] | None = None,
+        max_page_pixels: int = DEFAULT_MAX_PAGE_PIXELS,
     ) -> None:
+        if max_page_pixels < 64 * 64:
+            raise ValueError(f"max_page_pixels must be at least 4096, got {max_page_pixels}")
+        self.max_page_pixels = max_page_pixels
         self.media_dir = media_dir
         self._image_factory = image_analyzer
         self._video_factory = video_analyzer
@@ -267,18 +283,36 @@ class MediaIngest:
     ) -> dict[int, str]:
         """The text of PDF pages without a text layer (scans), read by OCR.
 
-        Each page is rendered at 200 dpi, a common scanning resolution (longer side at
-        most 2400 px, so that a poster stays bounded), and read by the analyser's page
-        OCR (:meth:`ImageAnalyzer.read_page`).
+        Each page is rendered at 200 dpi, a common scanning resolution, within
+        ``max_page_pixels`` (so that a poster stays bounded), and read by the analyser's
+        page OCR (:meth:`ImageAnalyzer.read_page`). Blank sheets cost no OCR, and next to
+        nothing before it: a page that draws nothing is not rendered at all, and the others
+        are first judged on a greyscale render (a fifth of the cost of a colour one); a PDF
+        of 5,000 empty pages took 150 s to render page by page.
+        The PDF is opened once; pdfium's lock is held per page, never during OCR.
         ``step`` gets the fraction done after each page: a long scan takes a while.
         """
+        import pypdfium2 as pdfium
+
+        from ingest.loaders import PDFIUM_LOCK
+
         found: dict[int, str] = {}
-        for n, page in enumerate(pages, 1):
-            image = _render_pdf_page(path, page)
-            if image is not None and not _blank(image):  # blank sheets cost no OCR
-                found[page] = self.images.read_page(image)
-            if step is not None:
-                step(n / len(pages))
+        with PDFIUM_LOCK:  # pdfium is not thread-safe
+            try:
+                pdf = pdfium.PdfDocument(str(path))
+            except pdfium.PdfiumError:
+                return found
+        try:
+            for n, page in enumerate(pages, 1):
+                with PDFIUM_LOCK:
+                    image = _render_inked_page(pdf, page, max_pixels=self.max_page_pixels)
+                if image is not None:
+                    found[page] = self.images.read_page(image)
+                if step is not None:
+                    step(n / len(pages))
+        finally:
+            with PDFIUM_LOCK:
+                pdf.close()
         return found
 
     def linked_images(
@@ -418,22 +452,48 @@ def _pdf_images(path: Path, min_side: int, warnings: list[str]) -> list[tuple[in
 
     out: list[tuple[int, Any]] = []
     with PDFIUM_LOCK:  # pdfium is not thread-safe
-        pdf = pdfium.PdfDocument(str(path))
+        try:
+            pdf = pdfium.PdfDocument(str(path))
+        except pdfium.PdfiumError as e:
+            raise LoaderError(f"{path}: not a readable PDF ({e})") from e
         try:
             for index in range(len(pdf)):
-                page = pdf[index]
-                for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3):
-                    width, height = obj.get_px_size()
-                    if min(width, height) < min_side:
-                        continue
-                    try:
-                        image = obj.get_bitmap(render=False).to_pil().convert("RGB")
-                    except Exception as e:  # odd colour spaces and filters: skip that one
-                        warnings.append(f"page {index + 1}: an image could not be decoded ({e})")
-                        continue
-                    out.append((index + 1, image))
+                # A broken page costs its pictures, not the file's (nor, escaping as a
+                # vendor error, the rest of the ingest run).
+                try:
+                    page = pdf[index]
+                except pdfium.PdfiumError as e:
+                    warnings.append(f"page {index + 1}: not read for pictures ({e})")
+                    continue
+                try:
+                    out += _page_images(page, index + 1, min_side, warnings, pdfium_c)
+                finally:
+                    page.close()
         finally:
             pdf.close()
+    return out
+
+
+def _page_images(
+    page: Any, number: int, min_side: int, warnings: list[str], pdfium_c: Any
+) -> list[tuple[int, Any]]:
+    out: list[tuple[int, Any]] = []
+    for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3):
+        width, height = obj.get_px_size()
+        if min(width, height) < min_side:
+            continue
+        if width * height > MAX_IMAGE_PIXELS:  # a few KB can decode to GBs
+            warnings.append(
+                f"page {number}: an image of {width} x {height} pixels skipped "
+                f"(over the limit of {MAX_IMAGE_PIXELS:,} pixels per picture)"
+            )
+            continue
+        try:
+            image = obj.get_bitmap(render=False).to_pil().convert("RGB")
+        except Exception as e:  # odd colour spaces and filters: skip that one
+            warnings.append(f"page {number}: an image could not be decoded ({e})")
+            continue
+        out.append((number, image))
     return out
 
 
@@ -443,30 +503,69 @@ def _blank(image: Any, ink: float = 0.001) -> bool:
     Filings and scans are full of them (a page left blank on purpose, a scanned back
     side); OCR would spend seconds on each to find nothing.
     """
-    grey = np.asarray(image.convert("L"))
-    return bool((grey < 128).mean() < ink)
+    return _blank_grey(np.asarray(image.convert("L")), ink)
 
 
-def _render_pdf_page(path: Path, page: int, dpi: float = 200, max_side: int = 2400) -> Any:
+def _blank_grey(grey: np.ndarray, ink: float = 0.001) -> bool:
+    return bool(grey.size == 0 or (grey < 128).mean() < ink)
+
+
+def _render_pdf_page(
+    path: Path, page: int, dpi: float = 200, max_pixels: int = DEFAULT_MAX_PAGE_PIXELS
+) -> Any:
     """Page ``page`` (1-based) of a PDF as an RGB image, or None if pdfium cannot render it."""
     import pypdfium2 as pdfium
 
     from ingest.loaders import PDFIUM_LOCK
 
     with PDFIUM_LOCK:  # pdfium is not thread-safe
-        pdf = pdfium.PdfDocument(str(path))
         try:
-            handle = pdf[page - 1]
-            try:
-                width, height = handle.get_size()  # points, 1/72 inch
-                scale = min(dpi / 72, max_side / max(width, height, 1.0))
-                return handle.render(scale=scale).to_pil().convert("RGB")
-            finally:
-                handle.close()
+            pdf = pdfium.PdfDocument(str(path))
         except pdfium.PdfiumError:
             return None
+        try:
+            return _render_page(pdf, page, dpi, max_pixels, inked_only=False)
         finally:
             pdf.close()
+
+
+def _render_inked_page(
+    pdf: Any, page: int, dpi: float = 200, max_pixels: int = DEFAULT_MAX_PAGE_PIXELS
+) -> Any:
+    """Page ``page`` of an open PDF as an RGB image; None if it is blank or unrenderable.
+    The caller holds ``PDFIUM_LOCK``."""
+    return _render_page(pdf, page, dpi, max_pixels, inked_only=True)
+
+
+def _render_page(pdf: Any, page: int, dpi: float, max_pixels: int, *, inked_only: bool) -> Any:
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    try:
+        handle = pdf[page - 1]
+    except (pdfium.PdfiumError, IndexError):
+        return None
+    try:
+        if (
+            inked_only
+            and pdfium_c.FPDFPage_CountObjects(handle.raw) == 0
+            and pdfium_c.FPDFPage_GetAnnotCount(handle.raw) == 0
+        ):
+            return None  # draws nothing
+        width, height = handle.get_size()  # points, 1/72 inch
+        if not (math.isfinite(width) and math.isfinite(height) and width > 0 and height > 0):
+            return None
+        # Within max_pixels, and its square root on the longer side: a page whose sides are
+        # far apart (a 200-inch strip) is bounded too.
+        side = math.isqrt(max_pixels)
+        scale = min(dpi / 72, side / max(width, height), math.sqrt(max_pixels / (width * height)))
+        if inked_only and _blank_grey(handle.render(scale=scale, grayscale=True).to_numpy()):
+            return None
+        return handle.render(scale=scale).to_pil().convert("RGB")
+    except (pdfium.PdfiumError, ValueError, OverflowError):
+        return None
+    finally:
+        handle.close()
 
 
 def _page_words(doc: Any, page: int, words: int = 40) -> str:

@@ -53,7 +53,8 @@ import numpy.typing as npt
 from PIL import Image
 
 from ingest.base import write_atomic
-from retrieval.errors import EmptyDocumentError, LoaderError, ModelError
+from ingest.images import MAX_IMAGE_PIXELS
+from retrieval.errors import EmptyDocumentError, LimitError, LoaderError, ModelError
 
 if TYPE_CHECKING:
     from av.audio.frame import AudioFrame
@@ -818,6 +819,12 @@ class VideoAnalyzer:
         if vstream is not None:
             ctx = vstream.codec_context
             width, height = int(ctx.width or 0) or None, int(ctx.height or 0) or None
+            if width and height and width * height > MAX_IMAGE_PIXELS:
+                # Each decoded frame would be that large (a header can claim 65535 x 65535).
+                raise LimitError(
+                    f"{path}: video frames of {width} x {height} pixels, over the limit of "
+                    f"{MAX_IMAGE_PIXELS:,} pixels per picture"
+                )
             rate = vstream.average_rate or vstream.guessed_rate
             fps = float(rate) if rate else None
             step = 1 / fps if fps else step

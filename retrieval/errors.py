@@ -46,6 +46,14 @@ class OutsideRootError(LoaderError):
     ingestion reads nothing there, so a folder cannot expose the rest of the disk."""
 
 
+class LimitError(LoaderError):
+    """A file is over an ingest limit (unpacked size, pages, characters, rendered pixels).
+
+    The message names the file, the limit and the setting that raises it: the file may
+    be fine, only larger than this deployment agreed to spend on one file.
+    """
+
+
 class ModelError(MmragError):
     """A packaged model is missing, corrupt, or failed to load."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import mmh3
 
@@ -55,9 +55,14 @@ class BM25Encoder:
 
     def terms(self, text: str) -> list[int]:
         """Hashed, stemmed, stop-word-free term ids of ``text`` in order."""
-        out: list[int] = []
+        return list(self._terms(text))
+
+    def _terms(self, text: str) -> Iterator[int]:
+        # One token at a time: a whole document's sparse vector counts millions of
+        # tokens, and lists of them all took gigabytes.
         cache = self._cache
-        for token in _TOKEN.findall(text.lower()):
+        for match in _TOKEN.finditer(text.lower()):
+            token = match.group()
             term = cache.get(token, -1)
             if term == -1:
                 # Cached per distinct surface form: stemming and hashing dominate the cost.
@@ -65,14 +70,13 @@ class BM25Encoder:
                 if len(cache) < 500_000:
                     cache[token] = term
             if term is not None:
-                out.append(term)
-        return out
+                yield term
 
     def encode(self, texts: Sequence[str], *, query: bool = False) -> list[SparseVector]:
         vectors = []
         k1, b, avgdl = self.k1, self.b, self.avgdl
         for text in texts:
-            counts = Counter(self.terms(text))
+            counts = Counter(self._terms(text))
             if query:
                 items = sorted(counts)
                 vectors.append(SparseVector(tuple(items), tuple(1.0 for _ in items)))

@@ -11,7 +11,7 @@ import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -51,7 +51,7 @@ def served(
 class Recorder(http.server.BaseHTTPRequestHandler):
     """Another host: records every request it gets (it should get none)."""
 
-    hits: list[str] = []
+    hits: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         Recorder.hits.append(self.path)
@@ -100,13 +100,16 @@ def test_an_uploaded_page_never_runs_on_our_origin(
     page = context.new_page()
     page.goto(f"{url}/demo")  # a page of our origin, as a user clicking the link would be on
     with page.expect_download() as download:
-        page.evaluate("(href) => { const a = document.createElement('a'); a.href = href; "
-                      "document.body.append(a); a.click(); }", link)
+        page.evaluate(
+            "(href) => { const a = document.createElement('a'); a.href = href; "
+            "document.body.append(a); a.click(); }",
+            link,
+        )
     assert download.value.suggested_filename == "report.html"
     assert page.title() != "PWNED"
     # Opened directly, it is a download too, never a rendered page.
     direct = context.new_page()
-    with pytest.raises(Exception, match="Download is starting|ERR_ABORTED"):
+    with pytest.raises(Exception, match=r"Download is starting|ERR_ABORTED"):
         direct.goto(link)
     assert direct.title() != "PWNED"
     context.close()
@@ -134,7 +137,7 @@ def test_the_ui_loads_no_remote_image_and_still_works(
     assert Recorder.hits == []
     # Under that CSP the UI still uploads, ingests and answers.
     note = tmp_path / "gearbox.md"
-    note.write_text("# Gearbox\n\nThe Brask gearbox has 14 teeth on its pinion.\n", encoding="utf-8")
+    note.write_text("# Gearbox\n\nThe Brask gearbox has 14 teeth on its pinion.\n")
     page.get_by_role("tab", name="Ingest").click()
     page.locator("#files input[type=file]").set_input_files(str(note))
     page.locator("#ingest").click()

@@ -19,7 +19,7 @@ from ingest.loaders import (
     load_file,
     with_page_texts,
 )
-from retrieval.errors import EmptyDocumentError, LoaderError, UnsupportedTypeError
+from retrieval.errors import EmptyDocumentError, LimitError, LoaderError, UnsupportedTypeError
 
 LOADERS = loaders_by_suffix(default_loaders())
 
@@ -415,8 +415,12 @@ def test_binary_garbage_is_refused(tmp_path: Path, with_nul: bool) -> None:
 def test_size_limit(tmp_path: Path) -> None:
     path = tmp_path / "big.txt"
     path.write_text("word " * 100)
-    with pytest.raises(LoaderError, match=r"big\.txt: .* over the .* limit"):
+    with pytest.raises(LimitError) as err:
         TextLoader(max_bytes=100).load(path)
+    assert str(err.value) == (
+        f"{path}: 500 bytes, over the limit of 100 bytes for a text, Markdown or HTML file "
+        "(raise MMRAG_INGEST_MAX_TEXT_MB to ingest it)"
+    )
     assert TextLoader(max_bytes=1000).load(path).sections
 
 

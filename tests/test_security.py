@@ -540,8 +540,8 @@ def test_page_renders_are_bounded_cached_and_rate_limited(keyed: Served, tmp_pat
 
 class PacedModel:
     """A Generator that writes like a model that does not stop soon (a token every 10 ms,
-    up to 6,000: a minute), holding its lock while it streams as llama.cpp does. The real model cannot
-    be made to write for minutes on demand; this one shows whether the server stops a
+    up to 6,000: a minute), holding its lock while it streams as llama.cpp does. The real
+    model cannot be made to write for minutes on demand; this one shows whether the server stops a
     generation whose client left, instead of running it to the end. "Say hello" gets a
     short answer, so a second question can finish."""
 
