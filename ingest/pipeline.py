@@ -570,6 +570,8 @@ class Ingestor:
             )
         except MmragError as e:
             return 0, (f"pictures skipped: {e}",)
+        except Exception as e:  # a decoder bug costs the pictures, not the document
+            return 0, (f"pictures skipped: unexpected {type(e).__name__}",)
         for corpus, items in found.corpus_items.items():
             self.index.add(items, None, found.visual.get(corpus))
             checkpoint("store")
@@ -636,7 +638,9 @@ class Ingestor:
             for n, p in enumerate(passages)
         ]
         body = "\n\n".join(doc.texts)
-        head = " ".join(body.split()[:200])
+        # The first 200 words; splitting only the start keeps a huge file from becoming
+        # a list of every word it holds.
+        head = " ".join(body[:20_000].split()[:200])
         document = Item(
             id=doc_id,
             corpus=Corpus.DOCUMENT,
