@@ -36,7 +36,7 @@ from ingest.faults import checkpoint
 from ingest.images import IMAGE_SUFFIXES
 from ingest.loaders import default_loaders, load_file, with_page_texts
 from ingest.media import MEDIA_SUFFIXES, MediaIngest
-from ingest.roots import Roots
+from ingest.roots import Roots, resolved
 from retrieval.base import Corpus, Item, item_id
 from retrieval.errors import EmptyDocumentError, LoaderError, MmragError, OutsideRootError
 from retrieval.index import Index
@@ -123,7 +123,7 @@ def _vanished(roots: Iterable[Path], known: Iterable[str]) -> list[str]:
     )
 
 
-def _media_files(item: Item) -> list[str]:
+def media_files(item: Item) -> list[str]:
     """The files mmrag wrote for an item: its thumbnail and keyframes."""
     extra = item.extra
     names = [extra["thumbnail"]] if isinstance(extra.get("thumbnail"), str) else []
@@ -251,7 +251,10 @@ class Ingestor:
         # media, until the other documents are stored. They are loaded again then.
         scans: list[Path] = []
         second_pass: set[Path] = set()
-        first_path: dict[str, Path] = {}  # source -> the path it was taken up by
+        # A file is ingested once, under its own path; links inside the roots that lead
+        # to it are skipped, and of several links to a file not walked, the first is used.
+        itself = {str(real) for f in files if not f.is_symlink() and (real := resolved(f))}
+        first_path: dict[str, Path] = {}
 
         def ordered() -> Iterator[Path]:
             for f in files:
@@ -287,12 +290,13 @@ class Ingestor:
                     )
                 )
                 continue
-            if first_path.setdefault(source, path) != path:
+            linked = path.is_symlink() and source in itself
+            if linked or first_path.setdefault(source, path) != path:
                 emit(
                     FileResult(
-                        source,
+                        str(path),
                         FileStatus.SKIPPED,
-                        message=f"{path}: skipped, the same file as {first_path[source]}",
+                        message=f"{path}: skipped, a link to {source}, which is ingested once",
                     )
                 )
                 continue
@@ -437,10 +441,10 @@ class Ingestor:
             else:
                 store.delete_stale(corpus, source, keep)
             gone += old
-            kept |= {f for i in items if i.content_hash == keep for f in _media_files(i)}
+            kept |= {f for i in items if i.content_hash == keep for f in media_files(i)}
         if gone:
             checkpoint("replace")
-        self._unlink_media({f for i in gone for f in _media_files(i)} - kept)
+        self._unlink_media({f for i in gone for f in media_files(i)} - kept)
         return bool(gone)
 
     def _unlink_media(self, names: Iterable[str]) -> None:
@@ -478,7 +482,7 @@ class Ingestor:
             for corpus in (Corpus.IMAGE, Corpus.CLIP, Corpus.VIDEO)
             if store.exists(corpus)
             for item in store.items_of(corpus)
-            for f in _media_files(item)
+            for f in media_files(item)
         }
         for folder in ("thumbnails", "keyframes"):
             here = self.media.media_dir / folder
