@@ -40,12 +40,19 @@ from typing import Any, Literal
 
 from rich.console import Console
 
-from ingest.faults import CRASH_AT, CRASH_COUNT, STAGES
+from ingest.faults import CRASH_AT, CRASH_COUNT
 from retrieval.base import Corpus, Hit, Item
 from retrieval.errors import ConfigError
 
 Scenario = Literal["fresh", "update"]
 SCENARIOS: tuple[Scenario, Scenario] = ("fresh", "update")
+# The stages trials take, in turn, per scenario. A kill while parsing or embedding leaves
+# nothing new stored; kills around the stores, the record of a file and the deletion of
+# a replaced version leave the states that matter, so those take more turns.
+TURNS: dict[Scenario, tuple[str, ...]] = {
+    "fresh": ("store", "record", "media", "parse", "embed"),
+    "update": ("replace", "record", "store", "replace", "media", "parse", "embed"),
+}
 QUERIES = (
     "Amcor net sales and adjusted EPS guidance",
     "Foot Locker chief executive officer appointment",
@@ -294,17 +301,15 @@ def _prepare(work: Path, data: Path, encoder: Any, console: Console | None) -> d
 def _points(
     setups: Mapping[str, _Setup], trials: int, seed: int
 ) -> list[tuple[Scenario, str, int]]:
-    """Seeded crash points: scenarios alternate, stages take turns within each, and n is
-    drawn among the times a clean run reaches the stage."""
+    """Seeded crash points: scenarios alternate, stages take turns within each (``TURNS``),
+    and n is drawn among the times a clean run reaches the stage."""
     rng = random.Random(seed)
     points: list[tuple[Scenario, str, int]] = []
-    turn = {s: 0 for s in SCENARIOS}
     for t in range(trials):
         scenario = SCENARIOS[t % 2]
         counts = setups[scenario].counts
-        reached = [s for s in STAGES if counts.get(s, 0) > 0]
-        stage = reached[turn[scenario] % len(reached)]
-        turn[scenario] += 1
+        turns = [s for s in TURNS[scenario] if counts.get(s, 0) > 0]
+        stage = turns[(t // 2) % len(turns)]
         points.append((scenario, stage, rng.randint(1, counts[stage])))
     return points
 
@@ -363,22 +368,24 @@ def bench_crash(
                     f"[dim]trial {t} {scenario} {stage}:{nth}/{setup.counts[stage]} "
                     f"killed={killed == -9} {results[-1]['seconds']} s: {outcome}[/]"
                 )
-    stages: dict[str, dict[str, int]] = {}
+    by_stage: dict[str, dict[str, int]] = {}
     for r in results:
-        row = stages.setdefault(
-            r["stage"], {"trials": 0, "killed": 0, "corruptions": 0, "losses": 0}
-        )
-        row["trials"] += 1
-        row["killed"] += int(r["killed"])
-        row["corruptions"] += int(bool(r["corruptions"]))
-        row["losses"] += int(bool(r["losses"]))
+        for key in (r["stage"], f"{r['scenario']} {r['stage']}"):
+            row = by_stage.setdefault(
+                key, dict.fromkeys(("trials", "killed", "corruptions", "losses"), 0)
+            )
+            row["trials"] += 1
+            row["killed"] += int(r["killed"])
+            row["corruptions"] += int(bool(r["corruptions"]))
+            row["losses"] += int(bool(r["losses"]))
     return {
         "trials": len(results),
         "seed": seed,
         "killed": sum(r["killed"] for r in results),
         "corruptions": sum(bool(r["corruptions"]) for r in results),
         "losses": sum(bool(r["losses"]) for r in results),
-        "stages": stages,
+        # Per stage, and per scenario and stage ("update replace").
+        "stages": dict(sorted(by_stage.items())),
         "checkpoints_per_clean_run": {s: dict(setups[s].counts) for s in SCENARIOS},
         "prepare_seconds": round(prepare_s, 1),
         "trial_seconds_mean": round(sum(r["seconds"] for r in results) / max(len(results), 1), 1),

@@ -384,7 +384,7 @@ class Ingestor:
         embedded += self._flush(pending, emit)
         if prune:
             for source in _vanished(named, versions.held):
-                self.remove_source(source)
+                self._delete_versions(source, keep=None)
                 emit(
                     FileResult(
                         source,
@@ -432,6 +432,7 @@ class Ingestor:
             if not store.exists(corpus):
                 continue
             items = store.items_of(corpus, source)
+            kept |= {f for i in items if i.content_hash == keep for f in media_files(i)}
             old = [i for i in items if i.content_hash != keep]
             if not old:
                 continue
@@ -441,7 +442,6 @@ class Ingestor:
             else:
                 store.delete_stale(corpus, source, keep)
             gone += old
-            kept |= {f for i in items if i.content_hash == keep for f in media_files(i)}
         if gone:
             checkpoint("replace")
         self._unlink_media({f for i in gone for f in media_files(i)} - kept)
@@ -459,7 +459,11 @@ class Ingestor:
     @contextmanager
     def _unfinished(self) -> Iterator[None]:
         """Mark the media folder while a run writes; a run that finds the mark (the last
-        one was killed) first deletes the thumbnails and keyframes no item uses."""
+        one was killed) first deletes the thumbnails and keyframes no item uses.
+
+        Runs on one media folder are one at a time: the embedded store admits one
+        process, and the server's lock serialises ingests and deletions.
+        """
         if self.media is None:
             yield
             return
@@ -474,7 +478,11 @@ class Ingestor:
 
     def _sweep_media(self) -> None:
         """Delete the files under the media folder that no item points at: written by a
-        run killed before it stored their items, or after it deleted them."""
+        run killed before it stored their items, or after it deleted them.
+
+        The media folder belongs to one index, as it already does for deletions: file
+        names come from item ids, which do not depend on the collection prefix.
+        """
         assert self.media is not None
         store = self.index.store
         used = {
