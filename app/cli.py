@@ -710,6 +710,30 @@ def bench_retrieval(
         json_out.write_text(json.dumps(figures, indent=2))
 
 
+@bench_app.command("crash")
+def bench_crash(
+    trials: Annotated[int, typer.Option(min=1, help="Kill-and-heal trials.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the crash points.")] = 0,
+    data: Annotated[
+        Path, typer.Option(help="The shared evaluation data the test folder is built from.")
+    ] = Path("../shared/eval"),
+    work: Annotated[
+        Path | None, typer.Option(help="Keep the folders and logs here (default: a temp dir).")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Kill -9 ingests at seeded points, re-run them, compare with a clean ingest."""
+    from app.crash_bench import bench_crash as run
+
+    figures = _run(lambda: run(data, trials=trials, seed=seed, work=work, console=err))
+    summary = {k: v for k, v in figures.items() if k != "results"}
+    console.print_json(json.dumps(summary))
+    if json_out:
+        json_out.write_text(json.dumps(figures, indent=2))
+    if figures["losses"] or figures["corruptions"]:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     from retrieval import folder_lock
 

@@ -36,7 +36,7 @@ from ingest.faults import checkpoint
 from ingest.images import IMAGE_SUFFIXES
 from ingest.loaders import default_loaders, load_file, with_page_texts
 from ingest.media import MEDIA_SUFFIXES, MediaIngest
-from ingest.roots import Roots
+from ingest.roots import Roots, resolved
 from retrieval.base import DEFAULT_WORKSPACE, Corpus, Item, Scope, item_id
 from retrieval.errors import EmptyDocumentError, LoaderError, MmragError, OutsideRootError
 from retrieval.index import Index
@@ -123,7 +123,7 @@ def _vanished(roots: Iterable[Path], known: Iterable[str]) -> list[str]:
     )
 
 
-def _media_files(item: Item) -> list[str]:
+def media_files(item: Item) -> list[str]:
     """The files mmrag wrote for an item: its thumbnail and keyframes."""
     extra = item.extra
     names = [extra["thumbnail"]] if isinstance(extra.get("thumbnail"), str) else []
@@ -257,7 +257,10 @@ class Ingestor:
         # media, until the other documents are stored. They are loaded again then.
         scans: list[Path] = []
         second_pass: set[Path] = set()
-        first_path: dict[str, Path] = {}  # source -> the path it was taken up by
+        # A file is ingested once, under its own path; links inside the roots that lead
+        # to it are skipped, and of several links to a file not walked, the first is used.
+        itself = {str(real) for f in files if not f.is_symlink() and (real := resolved(f))}
+        first_path: dict[str, Path] = {}
 
         def ordered() -> Iterator[Path]:
             for f in files:
@@ -293,12 +296,13 @@ class Ingestor:
                     )
                 )
                 continue
-            if first_path.setdefault(source, path) != path:
+            linked = path.is_symlink() and source in itself
+            if linked or first_path.setdefault(source, path) != path:
                 emit(
                     FileResult(
-                        source,
+                        str(path),
                         FileStatus.SKIPPED,
-                        message=f"{path}: skipped, the same file as {first_path[source]}",
+                        message=f"{path}: skipped, a link to {source}, which is ingested once",
                     )
                 )
                 continue
@@ -446,6 +450,7 @@ class Ingestor:
             if not store.exists(corpus):
                 continue
             items = store.items_of(corpus, source, workspaces)
+            kept |= {f for i in items if i.content_hash == keep for f in media_files(i)}
             old = [i for i in items if i.content_hash != keep]
             if not old:
                 continue
@@ -456,10 +461,9 @@ class Ingestor:
                 assert workspaces is not None and len(workspaces) == 1
                 store.delete_stale(corpus, source, keep, workspaces[0])
             gone += old
-            kept |= {f for i in items if i.content_hash == keep for f in _media_files(i)}
         if gone:
             checkpoint("replace")
-        self._unlink_media({f for i in gone for f in _media_files(i)} - kept)
+        self._unlink_media({f for i in gone for f in media_files(i)} - kept)
         return bool(gone)
 
     def _unlink_media(self, names: Iterable[str]) -> None:
@@ -474,7 +478,11 @@ class Ingestor:
     @contextmanager
     def _unfinished(self) -> Iterator[None]:
         """Mark the media folder while a run writes; a run that finds the mark (the last
-        one was killed) first deletes the thumbnails and keyframes no item uses."""
+        one was killed) first deletes the thumbnails and keyframes no item uses.
+
+        Runs on one media folder are one at a time: the embedded store admits one
+        process, and the server's lock serialises ingests and deletions.
+        """
         if self.media is None:
             yield
             return
@@ -489,7 +497,11 @@ class Ingestor:
 
     def _sweep_media(self) -> None:
         """Delete the files under the media folder that no item points at: written by a
-        run killed before it stored their items, or after it deleted them."""
+        run killed before it stored their items, or after it deleted them.
+
+        The media folder belongs to one index, as it already does for deletions: file
+        names come from item ids, which do not depend on the collection prefix.
+        """
         assert self.media is not None
         store = self.index.store
         used = {
@@ -497,7 +509,7 @@ class Ingestor:
             for corpus in (Corpus.IMAGE, Corpus.CLIP, Corpus.VIDEO)
             if store.exists(corpus)
             for item in store.items_of(corpus)
-            for f in _media_files(item)
+            for f in media_files(item)
         }
         root = self.media.media_dir
         folders = [root, *(root / "ws").glob("*")]  # each workspace has its own

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import FileStatus, Ingestor, IngestReport
-from retrieval.base import Corpus, EncoderInfo, Vectors
+from ingest.media import MediaIngest
+from ingest.pipeline import UNFINISHED_MARK, FileStatus, Ingestor, IngestReport, file_sha256
+from retrieval.base import Corpus, EncoderInfo, Item, Vectors, item_id
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.errors import EncoderMismatchError
 from retrieval.index import Index
@@ -239,3 +240,91 @@ def test_prune_removes_files_gone_from_an_ingested_folder(
         assert not store.items_of(corpus, str(notes.resolve()))
         assert store.items_of(corpus, str(elsewhere.resolve()))
     assert ingestor.index.counts()[Corpus.DOCUMENT] == 4
+
+
+# --- a killed run (issue 10, item 6); tests/test_crash.py kills real runs ------------------
+
+
+def part(
+    source: str,
+    digest: str,
+    text: str,
+    *,
+    n: int = 0,
+    kind: str = "passage",
+    corpus: Corpus = Corpus.PARAGRAPH,
+) -> Item:
+    """A part of version ``digest`` of a file, as the pipeline would store it."""
+    parent = item_id(source, digest, "document")
+    return Item(item_id(source, digest, kind, n), corpus, text, source, digest, parent_id=parent)
+
+
+def test_parts_without_their_whole_file_item_do_not_mark_a_file_done(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    """What a run killed before a file's document was stored leaves: parts carrying the
+    file's hash (a passage, a figure), and parts of an older version never finished."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Cats sleep for most of the day.\n\nThey hunt at dusk.", encoding="utf-8")
+    source, digest = str(notes.resolve()), file_sha256(notes)
+    ingestor.index.add([part(source, digest, "Cats"), part(source, "v0", "Dogs", n=7)])
+    ingestor.index.add([part(source, digest, "a figure", kind="image", corpus=Corpus.IMAGE)])
+    report = ingestor.ingest([notes])
+    assert by_name(report) == {"notes.txt": FileStatus.ADDED}  # not "unchanged"
+    store = ingestor.index.store
+    passages = store.items_of(Corpus.PARAGRAPH, source)
+    assert [p.text for p in passages] == ["Cats sleep for most of the day.\n\nThey hunt at dusk."]
+    (document,) = store.items_of(Corpus.DOCUMENT, source)
+    assert document.extra["passage_ids"] == [p.id for p in passages]
+    assert not store.items_of(Corpus.IMAGE, source)  # the killed run's figure: gone
+    assert by_name(ingestor.ingest([notes])) == {"notes.txt": FileStatus.UNCHANGED}
+
+
+def test_a_run_killed_before_deleting_the_old_version_resumes_without_parsing(
+    ingestor: Ingestor, counting: CountingEncoder, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Cats sleep for most of the day.", encoding="utf-8")
+    ingestor.ingest([notes])
+    notes.write_text("Parrots can mimic human speech.", encoding="utf-8")
+    source, digest = str(notes.resolve()), file_sha256(notes)
+    # The new version stored whole (document last), the old one not yet deleted.
+    ingestor.index.add([part(source, digest, "Parrots can mimic human speech.")])
+    doc_id = item_id(source, digest, "document")
+    ingestor.index.add([Item(doc_id, Corpus.DOCUMENT, "Parrots", source, digest)])
+    counting.texts = 0
+    report = ingestor.ingest([notes])
+    assert by_name(report) == {"notes.txt": FileStatus.UPDATED}
+    assert counting.texts == 0 and report.embedded == 0  # nothing parsed or embedded
+    store = ingestor.index.store
+    for corpus in (Corpus.PARAGRAPH, Corpus.DOCUMENT):
+        assert store.source_hashes(corpus) == {source: {digest}}
+    assert by_name(ingestor.ingest([notes])) == {"notes.txt": FileStatus.UNCHANGED}
+
+
+def _no_media() -> object:
+    raise AssertionError("nothing here needs a media analyser")
+
+
+def test_a_run_after_a_killed_one_deletes_media_files_no_item_uses(
+    store: Store, encoder: SentenceTransformerEncoder, tmp_path: Path
+) -> None:
+    media = MediaIngest(tmp_path / "media", image_analyzer=_no_media, video_analyzer=_no_media)
+    ingestor = Ingestor(Index(store, encoder), media=media)
+    thumbs = tmp_path / "media" / "thumbnails"
+    thumbs.mkdir(parents=True)
+    used, orphan = thumbs / "used.jpg", thumbs / "orphan.jpg"
+    for f in (used, orphan):
+        f.write_bytes(b"\xff\xd8 a jpeg")
+    photo = Item(
+        item_id("p"), Corpus.IMAGE, "a photo", "/photos/p.jpg", "v1", extra={"thumbnail": str(used)}
+    )
+    ingestor.index.add([photo])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Cats sleep for most of the day.", encoding="utf-8")
+    ingestor.ingest([notes])
+    assert orphan.exists()  # the last run finished: nothing to look for
+    mark = tmp_path / "media" / UNFINISHED_MARK
+    mark.touch()  # what a killed run leaves behind
+    ingestor.ingest([notes])
+    assert used.exists() and not orphan.exists() and not mark.exists()

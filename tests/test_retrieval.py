@@ -214,3 +214,18 @@ def test_search_by_image_uses_the_visual_vectors(
         store.ensure(Corpus.IMAGE, encoder.info, bm25.info, EncoderInfo("clip", "1", 4))
     with pytest.raises(ValueError, match="same length"):
         store.upsert(items, encoder.encode(["x"] * 3), bm25.encode(["x"] * 3), visual[:2])
+
+
+def test_whole_file_hashes_and_every_item_of_a_corpus(index: Index) -> None:
+    """Items without a parent stand for whole files: ``whole_files`` counts only those
+    (a PDF's figure is a part of the PDF, a photo file is whole)."""
+    photo = Item(item_id("p"), Corpus.IMAGE, "a photo of a turbine", "photo.jpg", "v1")
+    figure = Item(
+        item_id("f"), Corpus.IMAGE, "a turbine figure", "report.pdf", "v2", parent_id=item_id("r")
+    )
+    index.add([photo, figure])
+    store = index.store
+    assert store.source_hashes(Corpus.IMAGE) == {"photo.jpg": {"v1"}, "report.pdf": {"v2"}}
+    assert store.source_hashes(Corpus.IMAGE, whole_files=True) == {"photo.jpg": {"v1"}}
+    assert {i.id for i in store.items_of(Corpus.IMAGE)} == {photo.id, figure.id}
+    assert [i.id for i in store.items_of(Corpus.IMAGE, "photo.jpg")] == [photo.id]
