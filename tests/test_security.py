@@ -34,7 +34,9 @@ ROOT_KEY = "root-key-0123456789abcdef"
 ACME_EDITOR = "acme-editor-0123456789abcdef"
 ACME_WIDGET = "acme-widget-0123456789abcdef"
 GLOBEX_EDITOR = "globex-editor-0123456789abcdef"
+GLOBEX_ADMIN = "globex-admin-0123456789abcdef"
 KEYS = [
+    {"name": "globex-admin", "key": GLOBEX_ADMIN, "role": "admin", "workspaces": ["globex"]},
     {"name": "root", "key": ROOT_KEY, "role": "admin", "workspaces": ["*"]},
     {"name": "acme-editor", "key": ACME_EDITOR, "role": "ingest", "workspaces": ["acme"]},
     {"name": "acme-widget", "key": ACME_WIDGET, "role": "read", "workspaces": ["acme"]},
@@ -161,6 +163,20 @@ def test_a_key_never_sees_another_workspace(keyed: Served) -> None:
     acme_counts = keyed.http.get("/api/v1/corpora", headers=bearer(ACME_WIDGET)).json()["corpora"]
     all_counts = keyed.http.get("/api/v1/corpora", headers=bearer(ROOT_KEY)).json()["corpora"]
     assert 0 < acme_counts["document"] < all_counts["document"]
+    # The OpenAI-compatible endpoint searches the key's workspaces too.
+    chat = keyed.http.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": anvil}]},
+        headers=bearer(GLOBEX_EDITOR),
+    ).json()
+    assert not any(x["source"].endswith("anvils.md") for x in chat["sources"])
+    assert "412" not in chat["choices"][0]["message"]["content"]
+    # An admin of another workspace cannot delete it: for that key it does not exist.
+    gone = keyed.http.delete(
+        "/api/v1/sources", params={"source": path}, headers=bearer(GLOBEX_ADMIN)
+    )
+    assert error_code(gone, 404) == "not_found"
+    assert source_of(keyed, ACME_WIDGET, anvil, "anvils.md") is not None
     # Naming a workspace the key does not see is refused, not silently empty.
     hidden = keyed.http.post(
         "/api/v1/ask",
@@ -526,6 +542,12 @@ def test_page_renders_are_bounded_cached_and_rate_limited(keyed: Served, tmp_pat
     def page(n: int) -> httpx.Response:
         return keyed.http.get("/api/v1/page", params={"path": source, "page": n}, headers=key)
 
+    # Another workspace's key is told the PDF does not exist, page or file.
+    for endpoint, params in (("page", {"path": source, "page": 1}), ("media", {"path": source})):
+        foreign = keyed.http.get(
+            f"/api/v1/{endpoint}", params=params, headers=bearer(GLOBEX_EDITOR)
+        )
+        assert error_code(foreign, 404) == "not_found"
     first = page(1)
     assert first.status_code == 200
     image = Image.open(__import__("io").BytesIO(first.content))
