@@ -459,12 +459,14 @@ class ClosingStreamingResponse(StreamingResponse):
 class Gate:
     """Who is asking and whether they may: keys, roles, rate limits (one per app)."""
 
-    def __init__(self, settings: Settings, links: MediaLinks) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.keys = KeyRing(settings.api_keys, settings.workspace)
+        # Signed only with keys: without them media need no signature.
+        secret = load_secret(settings) if self.keys.enabled else None
+        self.links = MediaLinks(secret, settings.media_link_ttl_s)
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
         self.failures = RateLimiter(settings.auth_failures_per_minute)
         self.renders = RateLimiter(settings.page_renders_per_minute)
-        self.links = links
         # Without keys, every client is an admin of the configured workspace.
         self.anonymous = Principal("anonymous", "admin", frozenset({settings.workspace}))
 
@@ -588,9 +590,8 @@ def create_app(service: Service | None = None, *, ui: bool = True) -> FastAPI:
     # One ingest job at a time; answers never wait for it.
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmrag-ingest")
     pages = PageRenders()
-    keys = KeyRing(s.api_keys, s.workspace)
-    links = MediaLinks(load_secret(s) if keys.enabled else None, s.media_link_ttl_s)
-    gate = Gate(s, links)
+    gate = Gate(s)
+    links = gate.links
     app.state.gate = gate
     app.state.keyring = gate.keys  # the UI logs in with the same keys
     app.state.media_links = links  # the UI signs its source cards with the same links
