@@ -465,6 +465,38 @@ def eval_documents(
     service.close()
 
 
+@eval_app.command("injection")
+def eval_injection(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Injection set (JSON lines); default: the one shipped with mmrag."),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="GGUF for llama.cpp; default MMRAG_LLM_MODEL_PATH or the packaged one."),
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Hostile documents in a fresh index: the share of answers that obey them."""
+    from app.injection_eval import evaluate_injection, injection_table, packaged_set
+    from app.service import Service
+    from app.settings import Settings
+
+    base = _run(Settings)
+    changes: dict[str, Any] = {"qdrant_url": None, "qdrant_path": None}
+    if model is not None:
+        changes.update(generator="llamacpp", llm_model_path=model)
+
+    def make_service(data_dir: Path) -> Service:
+        """A service on a throw-away folder: never the configured index."""
+        return Service(base.model_copy(update={**changes, "data_dir": data_dir}))
+
+    results = _run(lambda: evaluate_injection(data or packaged_set(), make_service, console=err))
+    console.print(injection_table(results))
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+
+
 @bench_app.command("ingest")
 def bench_ingest(
     data: Annotated[Path, typer.Option(help="Folder of documents to ingest.")],

@@ -49,6 +49,7 @@ class PipelineConfig:
     no_route_probe: float = 0.5
     max_tokens: int = 384
     temperature: float = 0.1
+    filter_instructions: bool = True
 
 
 def probe_no_route(
@@ -162,6 +163,7 @@ def build_graph(
             max_images=config.max_images,
             on_token=lambda text: write({"token": text}),
             on_retry=lambda reason: write({"retry": reason}),
+            filter_instructions=config.filter_instructions,
         )
         out = timed("generate_ms", start)
         if draft.first_token_s is not None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from generation.base import Answer, Conflict, Generator, Message, Source
 from generation.citations import MarkerFilter, resolve_citations
 from generation.conflicts import conflict_note, find_conflicts
+from generation.injection import find_instructions, payloads
+from generation.markup import strip_markup
 from generation.prompt import (
     NO_ANSWER_TEXT,
     STRICT_REMINDER,
@@ -27,6 +29,10 @@ class Draft:
 
     text: str
     conflicts: list[Conflict] = field(default_factory=list)
+    # What instructions hidden in the sources asked for (removed from the answer), and
+    # the sources that held them.
+    payloads: frozenset[str] = frozenset()
+    injected: tuple[int, ...] = ()
     retried: bool = False
     first_token_s: float | None = None  # from the call to the first delta
     deltas: int = 0  # pieces streamed (one per token for llama.cpp and vLLM)
@@ -43,6 +49,7 @@ def write_answer(
     max_images: int = 4,
     on_token: Callable[[str], None] | None = None,
     on_retry: Callable[[str], None] | None = None,
+    filter_instructions: bool = True,
 ) -> Draft:
     """Stream an answer over ``sources`` (none: from the model alone).
 
@@ -52,6 +59,11 @@ def write_answer(
     written once more with a stricter instruction; ``on_retry`` announces it (what was
     streamed before is withdrawn). A generator that ``supports_images`` is shown up to
     ``max_images`` pictures of the image and video sources.
+
+    With ``filter_instructions`` (the default), sentences the sources address to an AI
+    assistant are kept out of the prompt, and what they ask for (URLs, e-mail
+    addresses, code words) is removed from the answer as it streams
+    (:mod:`generation.injection`). Markup that would fetch anything is always removed.
     """
     start = time.perf_counter()
     conflicts = find_conflicts(sources)
@@ -61,15 +73,22 @@ def write_answer(
             sources,
             note=conflict_note(conflicts),
             max_images=max_images if llm.supports_images else 0,
+            filter_instructions=filter_instructions,
         )
         if sources
         else build_messages_without_sources(question)
     )
     draft = Draft("", conflicts)
+    if filter_instructions:
+        texts = [s.hit.item.text for s in sources]
+        draft.payloads = payloads(texts, question)
+        draft.injected = tuple(
+            s.number for s, text in zip(sources, texts, strict=True) if find_instructions(text)
+        )
 
     def run(chat: list[Message]) -> str:
         parts: list[str] = []
-        markers = MarkerFilter(sources)
+        markers = MarkerFilter(sources, payloads=draft.payloads)
         for delta in llm.stream(chat, max_tokens=max_tokens, temperature=temperature):
             if draft.first_token_s is None:
                 draft.first_token_s = time.perf_counter() - start
@@ -97,11 +116,12 @@ def write_answer(
 def check_answer(draft: Draft, sources: Sequence[Source]) -> Answer:
     """The final answer: citations resolved and checked, conflicts and retry recorded."""
     if not sources:
-        return Answer(draft.text.strip(), (), (), (), grounded=False)
+        return Answer(strip_markup(draft.text).strip(), (), (), (), grounded=False)
     return replace(
-        resolve_citations(draft.text, sources),
+        resolve_citations(draft.text, sources, payloads=draft.payloads),
         conflicts=tuple(draft.conflicts),
         retried=draft.retried,
+        injected=draft.injected,
     )
 
 
