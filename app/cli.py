@@ -199,6 +199,11 @@ def ask(
             "[yellow]weakly supported (the source lacks most of the citing words): "
             f"{', '.join(f'[{n}]' for n in answer.weak_citations)}[/]"
         )
+    if answer.injected:
+        err.print(
+            "[yellow]instructions to AI assistants found in "
+            f"{', '.join(f'[{n}]' for n in answer.injected)} were ignored[/]"
+        )
     if answer.sources:
         cited = {c.number for c in answer.citations}
         table = Table(title="Sources")
@@ -254,6 +259,7 @@ def _answer_json(done: Any) -> dict[str, Any]:
             {"a": c.a, "b": c.b, "a_says": c.a_says, "b_says": c.b_says} for c in a.conflicts
         ],
         "retried": a.retried,
+        "injected": list(a.injected),
         "moved_citations": [list(pair) for pair in a.moved],
         "timings": done.timings,
     }
@@ -475,6 +481,13 @@ def eval_injection(
         Path | None,
         typer.Option(help="GGUF for llama.cpp; default MMRAG_LLM_MODEL_PATH or the packaged one."),
     ] = None,
+    real: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Real documents or JSON-lines corpora without attacks: count the filter's "
+            "false alarms on them (repeatable)."
+        ),
+    ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
     """Hostile documents in a fresh index: the share of answers that obey them."""
@@ -491,7 +504,11 @@ def eval_injection(
         """A service on a throw-away folder: never the configured index."""
         return Service(base.model_copy(update={**changes, "data_dir": data_dir}))
 
-    results = _run(lambda: evaluate_injection(data or packaged_set(), make_service, console=err))
+    results = _run(
+        lambda: evaluate_injection(
+            data or packaged_set(), make_service, real=real or (), console=err
+        )
+    )
     console.print(injection_table(results))
     if json_out:
         json_out.write_text(json.dumps(results, indent=2, ensure_ascii=False))

@@ -48,6 +48,10 @@ _AI = (
     r"(?:large )?language models?|llms?|gpts?|chat ?gpt|chat ?bots?|assistants?|"
     r"ai agents?|bots?)"
 )
+_NOTE_TO_AI = (
+    r"(?:note|message|instructions?|reminder|directive|request|policy|update|orders?|rules?"
+    rf"|task)s?\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+|every\s+)?{_AI}"
+)
 _ANSWER = r"(?:answers?|repl(?:y|ies)|responses?|outputs?|summar(?:y|ies))"
 
 # Control text of chat templates: in a source it would start real turns.
@@ -69,8 +73,10 @@ _STRONG: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "addresses a model",
         re.compile(
-            rf"\b(?:note|message|instructions?|reminder|directive|request|policy|update|orders?"
-            rf"|rules?|task)s?\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+|every\s+)?{_AI}\b"
+            # "Note to the AI model:", "System: updated policy for the assistant." (an
+            # address: the sentence opens with it, or a colon follows; "there are
+            # instructions for AI agents in the docs" only describes)
+            rf"^\W*(?:\w+\W+){{0,2}}?{_NOTE_TO_AI}\b|\b{_NOTE_TO_AI}\s*[:,\-–—]"
             rf"|^\W*(?:(?:dear|hey|attention|important|note)[ \t,:]+)?(?:the\s+)?"
             rf"(?:ai assistants?|ai models?|assistants?|chat ?bots?|(?:large )?language models?"
             rf"|llms?|a[il1] assistants?)\s*[:,]"

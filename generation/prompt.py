@@ -112,8 +112,9 @@ def build_messages(
 
 def source_text(source: Source, *, filter_instructions: bool = True) -> str:
     """A source's text as the model is shown it: no control text, no instructions."""
-    text = CONTROL.sub("", source.hit.item.text).strip()
-    return neutralise(text) if filter_instructions else text
+    # Instructions first: a forged conversation is found by its control text.
+    text = neutralise(source.hit.item.text) if filter_instructions else source.hit.item.text
+    return CONTROL.sub("", text).strip()
 
 
 def _pictures(sources: Sequence[Source], limit: int) -> tuple[ImagePart, ...]:
