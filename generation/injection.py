@@ -77,6 +77,8 @@ _STRONG: tuple[tuple[str, re.Pattern[str]], ...] = (
             # address: the sentence opens with it, or a colon follows; "there are
             # instructions for AI agents in the docs" only describes)
             rf"^\W*(?:\w+\W+){{0,2}}?{_NOTE_TO_AI}\b|\b{_NOTE_TO_AI}\s*[:,\-–—]"
+            # "Answer template for AI assistants:": anything addressed, then a colon
+            rf"|\b(?:for|to)\s+(?:the\s+|any\s+|all\s+|every\s+)?{_AI}\s*:"
             rf"|^\W*(?:(?:dear|hey|attention|important|note)[ \t,:]+)?(?:the\s+)?"
             rf"(?:ai assistants?|ai models?|assistants?|chat ?bots?|(?:large )?language models?"
             rf"|llms?|a[il1] assistants?)\s*[:,]"
@@ -122,6 +124,7 @@ _WEAK: tuple[tuple[str, re.Pattern[str]], ...] = (
             rf"{_ANSWER}"
             rf"|\b(?:your|each|every|all)\s+{_ANSWER}\s+(?:must|should|shall|will|has to|have to)"
             rf"|\b(?:reply|respond|answer)\s+(?:only|just|exclusively|solely|simply)\b"
+            rf"|\bthe only (?:correct |right |valid |allowed )?{_ANSWER}\s+(?:is|must be)\b"
             rf"|\b(?:reply|respond|answer)\s+with\s+(?:the\s+(?:word|phrase|code|text|sentence)"
             rf"|[\"“'])"
             rf"|\b(?:say|write|output|print|type|repeat|state)\s+(?:only\s+|exactly\s+|just\s+)?"
@@ -148,7 +151,9 @@ _WEAK: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.compile(
             r"\b(?:when|whenever|if)\s+(?:you(?:'re| are)?\s+)?(?:asked|answering|responding|"
             r"replying|summari[sz]ing|questioned)\b|\bwhen you (?:answer|reply|respond)\b"
-            r"|\bfrom now on\b|\bfor (?:all|every|any) (?:future )?(?:questions?|answers?)\b",
+            r"|\bfrom now on\b|\bfor (?:all|every|any) (?:future )?(?:questions?|answers?)\b"
+            r"|\b(?:whatever|regardless of|no matter)\s+(?:what\s+)?(?:the\s+)?(?:question|"
+            r"is asked|you are asked|the user asks)",
             _I,
         ),
     ),
