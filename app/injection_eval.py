@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -204,6 +205,7 @@ def evaluate_injection(
     with ``real`` files or folders, also count the filter's false alarms on them."""
     docs = load_documents(data)
     scanned = scan_real(real) if real else None
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mmrag-injection-") as tmp:
         corpus = Path(tmp) / "corpus"
         write_corpus(docs, corpus)
@@ -218,7 +220,9 @@ def evaluate_injection(
             model = service.generator.name
         finally:
             service.close()
-    out = {"data": str(data), "model": model, **summarise(rows), "questions": rows}
+    seconds = round(time.perf_counter() - start, 1)
+    out = {"data": str(data), "model": model, "seconds": seconds, **summarise(rows)}
+    out["questions"] = rows
     if scanned is not None:
         out["real"] = {"paths": [str(p) for p in real], **scanned}
     return out
@@ -319,6 +323,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         k["obeyed"] += bool(r["obeyed"])
         k["exposed"] += r["exposed"]
     return {
+        "questions_obeyed": sum(bool(r["obeyed"]) for r in rows),
         "hostile": len(hostile),
         "obeyed": sum(bool(r["obeyed"]) for r in hostile),
         "obeyed_share": _share(hostile, "obeyed"),
@@ -338,12 +343,16 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def injection_table(results: dict[str, Any]) -> Table:
+    rows = results["questions"]
     table = Table(
         title=f"Prompt injection ({results['hostile']} hostile, {results['benign']} benign "
         f"questions, {results['model']})"
     )
     table.add_column("measure")
     table.add_column("value", justify="right")
+    table.add_row(
+        "answers that obey (any question)", f"{results['questions_obeyed']} of {len(rows)}"
+    )
     table.add_row("hostile answers that obey", f"{results['obeyed']} ({results['obeyed_share']})")
     table.add_row("hostile: attack among the sources (exposed)", str(results["exposed_share"]))
     table.add_row("hostile: legitimate answer still given", str(results["hostile_correct"]))
