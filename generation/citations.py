@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from generation.base import Answer, Citation, Source
 from generation.injection import find_payloads, pending_payload
-from generation.markup import CODE, pending_markup, strip_markup
+from generation.markup import pending_markup, strip_markup
 from generation.support import WEAK, content_words, reattribute
 
 REDACTED = "[removed]"
@@ -46,6 +46,10 @@ _MARKER = re.compile(
     r"[\[【［][ \t]*(" + _ITEM + "(?:" + _SEP + _ITEM + r")*)[ \t]*[\]】］]", re.IGNORECASE
 )
 _NUMBER_OR_RANGE = re.compile(r"(\d{1,4})(?:[ \t]*[-–—][^\d\n]*?(\d{1,4}))?")
+# Unclosed fences and inline spans count as code up to the end, so that a half-streamed
+# code block is treated the same way as the finished one. (Markers only: what counts as
+# code for removing markup follows CommonMark, generation.markup.)
+_CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*(?:`|\Z)", re.DOTALL)
 # A range wider than this is more likely a typo or a year span than a citation.
 _MAX_RANGE = 20
 # Longer bracketed text is never a marker, so MarkerFilter can stop holding it back.
@@ -69,7 +73,9 @@ def resolve_citations(
         by_number[source.number] = source
     result = _rewrite(clean(text, payloads), _words(sources))
     return Answer(
-        text=result.text,
+        # Once more after the markers: dropping "[9]" from "[9][r]: http://..." makes a
+        # reference definition of the line.
+        text=strip_markup(result.text),
         sources=tuple(sources),
         citations=tuple(Citation(n, by_number[n], result.support.get(n)) for n in result.cited),
         invalid_markers=result.invalid,
@@ -79,16 +85,24 @@ def resolve_citations(
     )
 
 
-def clean(text: str, payloads: frozenset[str] = frozenset()) -> str:
-    """``text`` without active markup and with every payload replaced by :data:`REDACTED`."""
-    text = strip_markup(text)
-    spans = find_payloads(text, payloads) if payloads else []
-    out: list[str] = []
-    pos = 0
-    for start, end in spans:
-        out += [text[pos:start], REDACTED]
-        pos = end
-    return "".join(out) + text[pos:]
+def clean(text: str, payloads: frozenset[str] = frozenset(), *, final: bool = True) -> str:
+    """``text`` with every payload replaced by :data:`REDACTED`, then without active
+    markup (in that order: "!PWNED(http://...)" must not become an image).
+
+    Redaction repeats until no payload is left: removing one can make another whole
+    ("PWNEDevil.example" hides a host that "[removed]evil.example" shows).
+    """
+    for _ in range(len(payloads) + 1):
+        spans = find_payloads(text, payloads)
+        if not spans:
+            break
+        out: list[str] = []
+        pos = 0
+        for start, end in spans:
+            out += [text[pos:start], REDACTED]
+            pos = end
+        text = "".join(out) + text[pos:]
+    return strip_markup(text, final=final)
 
 
 def _words(sources: Sequence[Source]) -> dict[int, set[str]]:
@@ -124,14 +138,20 @@ class MarkerFilter:
         return self._emit(self._raw[: self._stable_end()])
 
     def flush(self) -> str:
-        return self._emit(self._raw)
+        return self._emit(self._raw, final=True)
 
-    def _emit(self, raw_prefix: str) -> str:
-        shown = _rewrite(clean(raw_prefix, self._payloads), self._valid).text
-        # Cleaning a longer prefix only ever appends: markers and spaces whose fate
-        # depends on what follows are never part of the stable prefix.
-        if not shown.startswith(self._shown):  # pragma: no cover - defensive
-            self._shown = shown
+    def _emit(self, raw_prefix: str, *, final: bool = False) -> str:
+        cleaned = clean(raw_prefix, self._payloads, final=final)
+        if not final:
+            # What may still become markup waits, judged on the cleaned text: removing
+            # one construct can assemble the start of another ("<<b>img").
+            cleaned = cleaned[: pending_markup(cleaned)].rstrip(" \t")
+        shown = strip_markup(_rewrite(cleaned, self._valid).text, final=final)
+        # Cleaning a longer prefix almost always appends: markers, spaces and markup
+        # whose fate depends on what follows are never part of the stable prefix. When
+        # it does not (markup built to confuse: "<b>[1]<b>..."), nothing more is shown
+        # until it appends again; what was shown is never taken back or repeated.
+        if not shown.startswith(self._shown):
             return ""
         new = shown[len(self._shown) :]
         self._shown = shown
@@ -149,7 +169,7 @@ class MarkerFilter:
                 end = min(end, opening)
         # An inline code span still open at the end may turn out to be prose once a
         # newline arrives, which would change the meaning of a marker inside it.
-        spans = list(CODE.finditer(raw))
+        spans = list(_CODE.finditer(raw))
         if spans and spans[-1].end() == len(raw) and _is_open_inline(spans[-1].group()):
             end = min(end, spans[-1].start())
         # A complete marker at the end waits for what follows: whether words follow it
@@ -188,7 +208,7 @@ def _rewrite(text: str, valid: Mapping[int, set[str]]) -> _Rewritten:
     seen = _Seen({}, {}, {}, {})
     out: list[str] = []
     pos = 0
-    for code in [*CODE.finditer(text), None]:
+    for code in [*_CODE.finditer(text), None]:
         stop = code.start() if code else len(text)
         prose = text[pos:stop]
         line_start = pos == 0 or text[pos - 1] == "\n"

@@ -177,7 +177,6 @@ _SENTENCE = re.compile(r"[^\n]*?(?:[.!?][\"'”’)\]]*(?=[ \t]+)|$)", re.MULTIL
 _URL = re.compile(r"\b(?:https?|ftp)://[^\s<>()\"'\]]+|\bwww\.[^\s<>()\"'\]]+", _I)
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 _QUOTED = re.compile(r"[\"“]([^\"“”\n]{3,80})[\"”]")
-_WORD_CHAR = re.compile(r"[\w@.-]")
 _CODE_WORD = re.compile(r"\b[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+\b|\b[A-Z]{4,}[0-9]*\b")
 
 
@@ -302,28 +301,29 @@ def find_payloads(text: str, wanted: Iterable[str]) -> list[tuple[int, int]]:
 def pending_payload(text: str, wanted: Iterable[str]) -> int:
     """Where the end of ``text`` may be the start of a payload (``len(text)``: nowhere).
 
-    A payload right at the end waits too: what follows decides whether it is a whole
-    word. A streaming filter shows only the text before this point.
+    A payload right at the end waits too: what follows decides whether it is whole.
+    A streaming filter shows only the text before this point.
     """
     pending = len(text)
     for payload in wanted:
         sensitive = _CODE_WORD.fullmatch(payload) is not None
         head = payload if sensitive else payload.lower()
         tail = text[-len(payload) :] if sensitive else text[-len(payload) :].lower()
+        # Whatever precedes: redacting one payload can make the next one whole.
         for k in range(min(len(head), len(tail)), 0, -1):
-            start = len(text) - k
-            if tail.endswith(head[:k]) and not (start and _WORD_CHAR.match(text, start - 1)):
-                pending = min(pending, start)
+            if tail.endswith(head[:k]):
+                pending = min(pending, len(text) - k)
                 break
     return pending
 
 
 def _payload_pattern(payload: str) -> re.Pattern[str]:
-    """A code word in capitals matches as written (``ANSWER`` is not "answer"); the rest
-    ignore case. Either way as a whole word."""
+    """A code word in capitals matches as written (``ANSWER`` is not "answer"), the rest
+    ignoring case; anywhere ("PWNEDPWNED" repeats it), but a host, address or URL only
+    whole (an attacker's "evil.example" is not "notevil.example")."""
     flags = 0 if _CODE_WORD.fullmatch(payload) else _I
-    # Not inside a longer word, host or address (an attacker's "evil.example" is not
-    # "notevil.example"), but a sentence's full stop may follow.
+    if not any(ch in payload for ch in ".@/"):
+        return re.compile(re.escape(payload), flags)
     return re.compile(rf"(?<![\w@.-]){re.escape(payload)}(?![\w@-]|\.\w)", flags)
 
 

@@ -9,6 +9,7 @@ model through the service, as ``mmrag eval injection`` does.
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from app.service import Service
 from app.settings import Settings
 from generation.base import Source
 from generation.citations import REDACTED, MarkerFilter, resolve_citations
-from generation.injection import REMOVED, find_instructions, neutralise, payloads
+from generation.injection import REMOVED, find_instructions, find_payloads, neutralise, payloads
 from generation.llamacpp import LlamaCppGenerator
 from generation.markup import strip_markup
 from generation.prompt import SYSTEM_PROMPT, build_messages
@@ -203,6 +204,35 @@ def test_the_stream_never_shows_markup_or_a_payload_and_adds_up() -> None:
         seen += piece
         assert not active_markup(seen), seen
     assert "Economy class is required [1]." in shown
+
+
+def test_no_stream_of_hostile_pieces_ever_shows_active_markup_or_a_payload() -> None:
+    """Answers glued from markup, markers, code and payloads, streamed in random chunks:
+    no text a UI held on the way renders anything active, and no payload survives."""
+    src = [source(1, "The bridge opened in 1932 in Sydney."), source(2, "Economy class.")]
+    wanted = frozenset({"PWNED", "login-check.example", "it@evil.example"})
+    pieces = [
+        "The bridge opened in 1932 ", "[1]", "[9]", ". ", "\n", "\n\n", "`", "```", "!", "[",
+        "]", "(", ")", "<", ">", "<b>", "</b>", "<!--", "-->", "<script>", "PWNED", "PWNEDS",
+        "login-check.example", "http://login-check.example/x", "it@evil.example", " x < 5 ",
+        "![x](http://a.example/?q=1)", "<img src=x>", "<<b>img src=http://e>", "![a][r]",
+        "[r]: http://e.example/p.png\n", "> ", "- ",
+    ]  # fmt: skip
+    rng = random.Random(7)
+    for _ in range(400):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        filt = MarkerFilter(src, payloads=wanted)
+        shown = ""
+        i = 0
+        while i < len(text):
+            step = rng.randint(1, 6)
+            shown += filt.feed(text[i : i + step])
+            i += step
+            assert not active_markup(shown), (text, shown)
+        shown += filt.flush()
+        final = resolve_citations(text, src, payloads=wanted).text
+        assert not active_markup(shown) and not active_markup(final), text
+        assert find_payloads(final, wanted) == [], (text, final)
 
 
 def test_what_a_source_says_openly_is_no_payload() -> None:
