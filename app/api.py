@@ -189,6 +189,7 @@ class AnswerOut(BaseModel):
     weak_citations: list[int]
     conflicts: list[ConflictOut]
     retried: bool
+    injected: list[int] = []
     timings: dict[str, float]
 
 
@@ -386,6 +387,7 @@ def answer_json(done: DoneEvent, links: MediaLinks = UNSIGNED) -> AnswerOut:
             ConflictOut(a=c.a, b=c.b, a_says=c.a_says, b_says=c.b_says) for c in a.conflicts
         ],
         retried=a.retried,
+        injected=list(a.injected),
         timings=done.timings,
     )
 

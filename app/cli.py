@@ -325,6 +325,11 @@ def _print_answer(answer: dict[str, Any]) -> None:
             "[yellow]weakly supported (the source lacks most of the citing words): "
             f"{', '.join(f'[{n}]' for n in answer['weak_citations'])}[/]"
         )
+    if answer.get("injected"):
+        err.print(
+            "[yellow]instructions to AI assistants found in "
+            f"{', '.join(f'[{n}]' for n in answer['injected'])} were ignored[/]"
+        )
     if answer["sources"]:
         table = Table(title="Sources")
         for col in ("#", "file", "page", "section", "relevance", "cited"):
@@ -379,6 +384,7 @@ def _answer_json(done: Any) -> dict[str, Any]:
             {"a": c.a, "b": c.b, "a_says": c.a_says, "b_says": c.b_says} for c in a.conflicts
         ],
         "retried": a.retried,
+        "injected": list(a.injected),
         "moved_citations": [list(pair) for pair in a.moved],
         "timings": done.timings,
     }
@@ -649,6 +655,49 @@ def eval_documents(
     if json_out:
         json_out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     service.close()
+
+
+@eval_app.command("injection")
+def eval_injection(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Injection set (JSON lines); default: the one shipped with mmrag."),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="GGUF for llama.cpp; default MMRAG_LLM_MODEL_PATH or the packaged one."),
+    ] = None,
+    real: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Real documents or JSON-lines corpora without attacks: count the filter's "
+            "false alarms on them (repeatable)."
+        ),
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Hostile documents in a fresh index: the share of answers that obey them."""
+    from app.injection_eval import evaluate_injection, injection_table, packaged_set
+    from app.service import Service
+    from app.settings import Settings
+
+    base = _run(Settings)
+    changes: dict[str, Any] = {"qdrant_url": None, "qdrant_path": None}
+    if model is not None:
+        changes.update(generator="llamacpp", llm_model_path=model)
+
+    def make_service(data_dir: Path) -> Service:
+        """A service on a throw-away folder: never the configured index."""
+        return Service(base.model_copy(update={**changes, "data_dir": data_dir}))
+
+    results = _run(
+        lambda: evaluate_injection(
+            data or packaged_set(), make_service, real=real or (), console=err
+        )
+    )
+    console.print(injection_table(results))
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
 
 
 @bench_app.command("ingest")

@@ -51,6 +51,7 @@ class PipelineConfig:
     no_route_probe: float = 0.5
     max_tokens: int = 384
     temperature: float = 0.1
+    filter_instructions: bool = True
 
 
 def probe_no_route(
@@ -178,6 +179,7 @@ def build_graph(
             on_token=lambda text: write({"token": text}),
             on_retry=lambda reason: write({"retry": reason}),
             should_stop=cancel.is_set if (cancel := state.get("cancel")) is not None else None,
+            filter_instructions=config.filter_instructions,
         )
         out = timed("generate_ms", start)
         if draft.first_token_s is not None:

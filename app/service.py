@@ -236,6 +236,7 @@ class Service:
             no_route_probe=s.router_probe,
             max_tokens=s.max_tokens,
             temperature=s.temperature,
+            filter_instructions=s.injection_filter,
         )
         reranker = None
         if s.reranker == "llm":

@@ -202,6 +202,13 @@ class Settings(BaseSettings):
     llm_threads: int = Field(2, ge=1, description="CPU threads for llama.cpp.")
     max_tokens: int = Field(384, ge=1, description="Most tokens generated per answer.")
     temperature: float = Field(0.1, ge=0.0, description="Sampling temperature.")
+    injection_filter: bool = Field(
+        True,
+        description=(
+            "Keep sentences that sources address to an AI assistant out of the prompt, and "
+            "what they ask for out of answers."
+        ),
+    )
     openai_base_url: str = Field(
         "http://127.0.0.1:8000/v1", description="OpenAI-compatible server (vLLM)."
     )

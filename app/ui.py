@@ -171,6 +171,9 @@ def build_ui(
                     if a.weak_citations:
                         weak = ", ".join(f"[{n}]" for n in a.weak_citations)
                         notes.append(f"weakly supported: {weak}")
+                    if a.injected:
+                        held = ", ".join(f"[{n}]" for n in a.injected)
+                        notes.append(f"instructions to AI assistants in {held} were ignored")
                     if notes:
                         answer += "\n\n_" + "; ".join(notes) + "_"
                 yield [*history, {"role": "assistant", "content": answer}], route, cards, ""

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from generation.base import Answer, Conflict, Generator, Message, Source
 from generation.citations import MarkerFilter, resolve_citations
 from generation.conflicts import conflict_note, find_conflicts
+from generation.injection import find_instructions, payloads
+from generation.markup import strip_markup
 from generation.prompt import (
     NO_ANSWER_TEXT,
     STRICT_REMINDER,
@@ -27,6 +29,10 @@ class Draft:
 
     text: str
     conflicts: list[Conflict] = field(default_factory=list)
+    # What instructions hidden in the sources asked for (removed from the answer), and
+    # the sources that held them.
+    payloads: frozenset[str] = frozenset()
+    injected: tuple[int, ...] = ()
     retried: bool = False
     first_token_s: float | None = None  # from the call to the first delta
     deltas: int = 0  # pieces streamed (one per token for llama.cpp and vLLM)
@@ -45,6 +51,7 @@ def write_answer(
     on_token: Callable[[str], None] | None = None,
     on_retry: Callable[[str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    filter_instructions: bool = True,
 ) -> Draft:
     """Stream an answer over ``sources`` (none: from the model alone).
 
@@ -55,6 +62,11 @@ def write_answer(
     streamed before is withdrawn). A generator that ``supports_images`` is shown up to
     ``max_images`` pictures of the image and video sources. When ``should_stop`` turns
     true (the asker went away) generation ends at the next token and the model is freed.
+
+    With ``filter_instructions`` (the default), sentences the sources address to an AI
+    assistant are kept out of the prompt, and what they ask for (URLs, e-mail
+    addresses, code words) is removed from the answer as it streams
+    (:mod:`generation.injection`). Markup that would fetch anything is always removed.
     """
     start = time.perf_counter()
     conflicts = find_conflicts(sources)
@@ -64,11 +76,18 @@ def write_answer(
             sources,
             note=conflict_note(conflicts),
             max_images=max_images if llm.supports_images else 0,
+            filter_instructions=filter_instructions,
         )
         if sources
         else build_messages_without_sources(question)
     )
     draft = Draft("", conflicts)
+    if filter_instructions:
+        texts = [s.hit.item.text for s in sources]
+        draft.payloads = payloads(texts, question)
+        draft.injected = tuple(
+            s.number for s, text in zip(sources, texts, strict=True) if find_instructions(text)
+        )
 
     def stopped() -> bool:
         if should_stop is not None and should_stop():
@@ -77,7 +96,7 @@ def write_answer(
 
     def run(chat: list[Message]) -> str:
         parts: list[str] = []
-        markers = MarkerFilter(sources)
+        markers = MarkerFilter(sources, payloads=draft.payloads)
         if stopped():
             return ""
         stream = llm.stream(chat, max_tokens=max_tokens, temperature=temperature)
@@ -116,11 +135,12 @@ def write_answer(
 def check_answer(draft: Draft, sources: Sequence[Source]) -> Answer:
     """The final answer: citations resolved and checked, conflicts and retry recorded."""
     if not sources:
-        return Answer(draft.text.strip(), (), (), (), grounded=False)
+        return Answer(strip_markup(draft.text).strip(), (), (), (), grounded=False)
     return replace(
-        resolve_citations(draft.text, sources),
+        resolve_citations(draft.text, sources, payloads=draft.payloads),
         conflicts=tuple(draft.conflicts),
         retried=draft.retried,
+        injected=draft.injected,
     )
 
 

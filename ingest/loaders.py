@@ -481,11 +481,13 @@ class MarkdownLoader(_TextFormatLoader):
 class HtmlLoader(_TextFormatLoader):
     """HTML with BeautifulSoup and lxml: visible text blocks under their heading path.
 
-    Scripts, styles, navigation and page-level header/footer are dropped (a header or
-    footer inside ``<article>``/``<main>`` is kept: it usually holds the article's
-    title). Paragraph-like elements become sections with whitespace collapsed (``<pre>``
-    keeps its layout); a table row of plain cells becomes one section with cells joined
-    by " | ". ``texts[0]`` is the sections joined by blank lines.
+    Scripts, styles, navigation, page-level header/footer (a header or footer inside
+    ``<article>``/``<main>`` is kept: it usually holds the article's title), comments
+    and elements no reader sees (``hidden``, or an inline ``display:none``,
+    ``visibility:hidden`` or ``font-size:0``) are dropped. Paragraph-like elements
+    become sections with whitespace collapsed (``<pre>`` keeps its layout); a table row
+    of plain cells becomes one section with cells joined by " | ". ``texts[0]`` is the
+    sections joined by blank lines.
     """
 
     suffixes: frozenset[str] = frozenset({".html", ".htm"})
@@ -792,8 +794,8 @@ def _html_images(soup: Any) -> tuple[ImageRef, ...]:
                 waiting.pop()
             continue
         name = node.name
-        if name in _HTML_DROP:
-            continue  # pictures in navigation, scripts and the like are not the page's
+        if name in _HTML_DROP or _html_hidden(node):
+            continue  # pictures in navigation, scripts, or hidden, are not the page's
         if name == "figure":
             figures.append(id(node))
             waiting.append(id(node))
@@ -874,6 +876,18 @@ _HTML_BLOCKS = frozenset(
 _HTML_CELLS = frozenset({"td", "th"})
 
 
+# Inline styles that hide an element from every reader: what no one sees is not indexed
+# (hidden text is where prompt injections hide; see generation/injection.py).
+_HIDDEN_STYLE = re.compile(
+    r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?![.\d]*[1-9]))",
+    re.IGNORECASE,
+)
+
+
+def _html_hidden(node: Any) -> bool:
+    return node.has_attr("hidden") or bool(_HIDDEN_STYLE.search(str(node.get("style") or "")))
+
+
 def _html_collect(root: Any, builder: _TextBuilder) -> str:
     """Add the visible text blocks under ``root`` to ``builder``; return the first h1.
 
@@ -945,7 +959,7 @@ def _html_collect(root: Any, builder: _TextBuilder) -> str:
             if name in ("article", "main"):
                 landmarks -= 1
             continue
-        if name in _HTML_DROP or node.has_attr("hidden"):
+        if name in _HTML_DROP or _html_hidden(node):
             continue
         if name in ("header", "footer") and not landmarks:
             continue
