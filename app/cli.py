@@ -231,7 +231,7 @@ def ask(
     service = _service()
 
     def run() -> dict[str, Any]:
-        from app.api import answer_json
+        from app.render import answer_json
 
         done = None
         for event in service.ask(
@@ -246,7 +246,7 @@ def ask(
             elif isinstance(event, DoneEvent):
                 done = event
         assert done is not None
-        return _answer_json(done) if as_json else answer_json(done).model_dump()
+        return answer_json(done).model_dump()
 
     def remote(server: _Remote) -> dict[str, Any]:
         return _ask_remote(server, question, corpus, image, as_json)
@@ -309,27 +309,12 @@ def _ask_remote(
 
 def _print_answer(answer: dict[str, Any]) -> None:
     """The end of an answer in the terminal: notes, the sources table, timings."""
+    from app.render import answer_notes
+    from app.schemas import AnswerOut
+
     console.print()
-    if answer["invalid_markers"]:
-        err.print(
-            f"[yellow]dropped citation markers that point to no source: "
-            f"{', '.join(f'[{n}]' for n in answer['invalid_markers'])}[/]"
-        )
-    for c in answer["conflicts"]:
-        err.print(
-            f'[yellow]sources disagree: [{c["a"]}] says "{c["a_says"]}", '
-            f'[{c["b"]}] says "{c["b_says"]}"[/]'
-        )
-    if answer["weak_citations"]:
-        err.print(
-            "[yellow]weakly supported (the source lacks most of the citing words): "
-            f"{', '.join(f'[{n}]' for n in answer['weak_citations'])}[/]"
-        )
-    if answer.get("injected"):
-        err.print(
-            "[yellow]instructions to AI assistants found in "
-            f"{', '.join(f'[{n}]' for n in answer['injected'])} were ignored[/]"
-        )
+    for note in answer_notes(AnswerOut.model_validate(answer)):
+        err.print(note, style="yellow", markup=False, highlight=False)
     if answer["sources"]:
         table = Table(title="Sources")
         for col in ("#", "file", "page", "section", "relevance", "cited"):
@@ -350,44 +335,6 @@ def _print_answer(answer: dict[str, Any]) -> None:
         f"[dim]retrieve {t.get('retrieve_ms', 0):.0f} ms, first token "
         f"{t.get('first_token_ms', 0):.0f} ms, total {t.get('total_ms', 0):.0f} ms[/]"
     )
-
-
-def _answer_json(done: Any) -> dict[str, Any]:
-    a = done.answer
-    cited = {c.number for c in a.citations}
-    return {
-        "answer": a.text,
-        "grounded": a.grounded,
-        "route": {
-            "corpora": [c.value for c in done.route.corpora],
-            "scores": dict(done.route.scores),
-            "reason": done.route.reason,
-        },
-        "sources": [
-            {
-                "number": s.number,
-                "corpus": s.hit.item.corpus.value,
-                "source": s.hit.item.source,
-                "page": s.hit.item.page,
-                "heading": list(s.hit.item.heading),
-                "char_start": s.hit.item.char_start,
-                "char_end": s.hit.item.char_end,
-                "relevance": s.hit.relevance,
-                "cited": s.number in cited,
-                "text": s.hit.item.text,
-            }
-            for s in a.sources
-        ],
-        "invalid_markers": list(a.invalid_markers),
-        "weak_citations": list(a.weak_citations),
-        "conflicts": [
-            {"a": c.a, "b": c.b, "a_says": c.a_says, "b_says": c.b_says} for c in a.conflicts
-        ],
-        "retried": a.retried,
-        "injected": list(a.injected),
-        "moved_citations": [list(pair) for pair in a.moved],
-        "timings": done.timings,
-    }
 
 
 @app.command()
@@ -467,20 +414,21 @@ def serve(
     import uvicorn
 
     from app.api import create_app
+    from app.ui import mount_ui
 
     service = _service()
     s = service.settings.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v})
     service.settings = s
     store = _run(lambda: service.store)  # take the data folder now, or say who holds it
-    app_ = _run(lambda: create_app(service))
+    app_ = _run(lambda: mount_ui(create_app(service), service))
     where = f"http://{s.host}:{s.port}"
     lock = getattr(store, "lock", None)
     if lock is not None:
         # Read-only commands on this folder will ask this server (see _Remote).
         local = s.host if s.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         token = lock.announce(f"http://{'[' + local + ']' if ':' in local else local}:{s.port}")
-        keyring = getattr(app_.state, "keyring", None)
-        if keyring is not None and keyring.enabled:
+        keyring = app_.state.parts.keys
+        if keyring.enabled:
             keyring.add_local(token)
     err.print(f"mmrag serving on {where}  (UI {where}/ui, API docs {where}/api/v1/docs)")
     uvicorn.run(app_, host=s.host, port=s.port, log_level="warning")

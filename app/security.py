@@ -25,9 +25,7 @@ import json
 import logging
 import os
 import secrets
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -141,53 +139,46 @@ def new_key() -> tuple[str, str]:
 class RateLimiter:
     """At most ``per_minute`` events per key (or client address) in any 60 s window.
 
-    Memory stays bounded: past ``max_clients`` tracked clients, those idle for a minute
-    are forgotten (an attacker rotating addresses cannot grow it without end).
+    The counting is the ``limits`` library's moving window, in the storage named by
+    ``storage`` (a URI): ``memory://`` keeps it in this process, and expires idle keys,
+    so an attacker rotating addresses cannot grow it; ``redis://...`` shares the counts
+    between replicas, so a client cannot multiply its budget by the number of servers.
+    ``scope`` keeps the app's limiters (requests, failures, renders) apart in one storage.
     """
 
-    def __init__(
-        self,
-        per_minute: int,
-        clock: Callable[[], float] = time.monotonic,
-        max_clients: int = 10_000,
-    ) -> None:
-        self.per_minute = per_minute
-        self.max_clients = max_clients
-        self._seen: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-        self._clock = clock
+    def __init__(self, per_minute: int, storage: str = "memory://", scope: str = "") -> None:
+        from limits import RateLimitItemPerMinute
+        from limits.storage import storage_from_string
+        from limits.strategies import MovingWindowRateLimiter
 
-    def _wait(self, who: str, count: bool) -> float | None:
-        if self.per_minute <= 0:
-            return None
-        now = self._clock()
-        with self._lock:
-            if len(self._seen) >= self.max_clients:
-                self._seen = {k: w for k, w in self._seen.items() if w and now - w[-1] < 60}
-            window = self._seen.setdefault(who, deque())
-            while window and now - window[0] >= 60:
-                window.popleft()
-            if len(window) >= self.per_minute:
-                return 60 - (now - window[0])
-            if count:
-                window.append(now)
-            elif not window:
-                del self._seen[who]
-        return None
+        self.per_minute = per_minute
+        self._scope = scope
+        try:
+            self._limiter = MovingWindowRateLimiter(storage_from_string(storage))
+        except Exception as e:  # an unknown scheme, or its client library missing
+            raise ConfigError(f"MMRAG_RATE_LIMIT_STORAGE={storage!r} cannot be used: {e}") from e
+        self._item = RateLimitItemPerMinute(max(per_minute, 1))
+
+    def _wait(self, who: str) -> float:
+        reset, _ = self._limiter.get_window_stats(self._item, self._scope, who)
+        return max(reset - time.time(), 0.0)
 
     def check(self, who: str) -> float | None:
         """Count one event: None if allowed; otherwise the seconds until one is allowed."""
-        return self._wait(who, count=True)
+        if self.per_minute <= 0 or self._limiter.hit(self._item, self._scope, who):
+            return None
+        return self._wait(who)
 
     def blocked(self, who: str) -> float | None:
         """Like :meth:`check` without counting: for throttling failures only."""
-        return self._wait(who, count=False)
+        if self.per_minute <= 0 or self._limiter.test(self._item, self._scope, who):
+            return None
+        return self._wait(who)
 
     def record(self, who: str) -> None:
-        """Count one event (a failure), allowed or not."""
+        """Count one event (a failure); past the limit there is nothing more to count."""
         if self.per_minute > 0:
-            with self._lock:
-                self._seen.setdefault(who, deque()).append(self._clock())
+            self._limiter.hit(self._item, self._scope, who)
 
 
 # --- signed media links --------------------------------------------------------------------

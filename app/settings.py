@@ -276,6 +276,13 @@ class Settings(BaseSettings):
             "images do not count."
         ),
     )
+    rate_limit_storage: str = Field(
+        "memory://",
+        description=(
+            "Where rate-limit counts live (a `limits` storage URI): memory:// for one "
+            "process; redis://host:6379 when several replicas serve (pip install redis)."
+        ),
+    )
     media_link_ttl_s: int = Field(
         3600,
         ge=60,

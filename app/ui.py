@@ -3,10 +3,9 @@
 Three tabs: **Ask** (streaming chat, an optional photo with the question, the corpora to
 force, the route with its scores, the sources as they are: thumbnails, a video player
 that starts at the clip's time, the PDF page with the passage), **Ingest** (upload with
-per-file progress) and **Corpora** (counts). It calls the :class:`Service` in-process;
-model work takes the API's lock, so the UI and the API never run the model at once.
-Source cards reuse the API's JSON (media links included), so both surfaces show the
-same thing.
+per-file progress) and **Corpora** (counts). It calls the :class:`Service` in-process,
+as the API does; ``mmrag serve`` mounts it on the API's app. Answers and source cards
+come from :mod:`app.render` (media links included), so every surface shows the same.
 """
 
 from __future__ import annotations
@@ -20,6 +19,8 @@ from typing import Any
 import gradio as gr
 from fastapi import FastAPI
 
+from app.deps import Parts
+from app.render import answer_json, answer_notes, hits_json
 from app.security import UNSIGNED, KeyRing, MediaLinks, Principal
 from app.service import (
     MAX_QUESTION_CHARS,
@@ -97,8 +98,6 @@ def build_ui(
 ) -> gr.Blocks:
     """The UI's Blocks. With ``keys``, each handler acts as the logged-in key (its role and
     workspaces); without, as an admin of ``MMRAG_WORKSPACE``."""
-    from app.api import source_json
-
     signer = links or UNSIGNED
     settings = service.settings
     store = uploads or Uploads(settings.data_dir / "uploads", settings.max_upload_mb * 1024 * 1024)
@@ -142,40 +141,18 @@ def build_ui(
                 if isinstance(event, RouteEvent):
                     route = route_text(event.route)
                 elif isinstance(event, SourcesEvent):
-                    cards = source_cards(
-                        [
-                            source_json(n, h, False, None, signer)
-                            for n, h in enumerate(event.hits, 1)
-                        ]
-                    )
+                    cards = source_cards(hits_json(event.hits, signer))
                 elif isinstance(event, TokenEvent):
                     answer += event.text
                 elif isinstance(event, RetryEvent):
                     answer = ""
                 elif isinstance(event, DoneEvent):
-                    a = event.answer
-                    support = {c.number: c.support for c in a.citations}
-                    cards = source_cards(
-                        [
-                            source_json(
-                                x.number, x.hit, x.number in support, support.get(x.number), signer
-                            )
-                            for x in a.sources
-                        ]
-                    )
-                    answer = a.text
-                    notes = [
-                        f"sources disagree: [{c.a}] says “{c.a_says}”, [{c.b}] says “{c.b_says}”"
-                        for c in a.conflicts
-                    ]
-                    if a.weak_citations:
-                        weak = ", ".join(f"[{n}]" for n in a.weak_citations)
-                        notes.append(f"weakly supported: {weak}")
-                    if a.injected:
-                        held = ", ".join(f"[{n}]" for n in a.injected)
-                        notes.append(f"instructions to AI assistants in {held} were ignored")
-                    if notes:
-                        answer += "\n\n_" + "; ".join(notes) + "_"
+                    out = answer_json(event, signer)
+                    cards = source_cards(out.sources)
+                    answer = out.answer
+                    if notes := answer_notes(out):
+                        # Notes quote source text: escaped, so it renders as text.
+                        answer += "\n\n_" + html.escape("; ".join(notes)) + "_"
                 yield [*history, {"role": "assistant", "content": answer}], route, cards, ""
         finally:
             cancel.set()  # the page went away mid-answer: stop at the next token
@@ -306,9 +283,10 @@ def mount_ui(app: FastAPI, service: Service) -> FastAPI:
     told to accept, for any input, only files a client uploaded (its own check is off
     when an app is mounted rather than launched) and never to serve the data folder.
     """
-    keys: KeyRing | None = getattr(app.state, "keyring", None)
-    links = getattr(app.state, "media_links", None)
-    uploads = getattr(app.state, "uploads", None)
+    parts: Parts | None = getattr(app.state, "parts", None)
+    keys = parts.keys if parts is not None else None
+    links = parts.links if parts is not None else None
+    uploads = parts.uploads if parts is not None else None
     settings = service.settings
 
     def login(user: str, password: str) -> bool:

@@ -182,6 +182,11 @@ class QdrantStore:
                     "allows one process per folder); stop it, or run a Qdrant server and "
                     "set MMRAG_QDRANT_URL"
                 )
+            elif url:
+                hint = (
+                    ": is the Qdrant server running? Start it (docker compose up -d qdrant) "
+                    "or unset MMRAG_QDRANT_URL to use the embedded store"
+                )
             raise StoreError(f"cannot open the Qdrant store at {where}{hint} ({e})") from e
         self._known: dict[Corpus, tuple[EncoderInfo, EncoderInfo, EncoderInfo | None]] = {}
 

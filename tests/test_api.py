@@ -20,6 +20,7 @@ from app.api import create_app
 from app.security import MediaLinks
 from app.service import Service
 from app.settings import Settings
+from app.ui import mount_ui as with_ui
 from generation.llamacpp import LlamaCppGenerator
 from generation.openai_compat import OpenAIGenerator
 from ingest.images import ImageAnalyzer
@@ -94,7 +95,7 @@ def service(
 
 @pytest.fixture(scope="module")
 def client(service: Service) -> Iterator[TestClient]:
-    with TestClient(create_app(service, ui=False), base_url=LOCAL) as c:
+    with TestClient(create_app(service), base_url=LOCAL) as c:
         yield c
 
 
@@ -381,7 +382,7 @@ def guarded(
         rate_limit_per_minute=3,
         cors_origins=["http://allowed.example"],
     )
-    with TestClient(create_app(svc, ui=False), base_url=LOCAL) as c:
+    with TestClient(create_app(svc), base_url=LOCAL) as c:
         yield c
     svc.close()
 
@@ -451,7 +452,7 @@ def keyed(
     root = tmp_path_factory.mktemp("keyed")
     svc = make_service(root, encoder, llm, analyzer, api_keys=["k-one"], rate_limit_per_minute=2)
     assert svc.ingest([corpus]).ok
-    with TestClient(create_app(svc), base_url=LOCAL) as c:
+    with TestClient(with_ui(create_app(svc), svc), base_url=LOCAL) as c:
         yield c
     svc.close()
 
@@ -517,7 +518,7 @@ def test_llm_server_down_is_a_502_and_a_stream_error_event(
     down = OpenAIGenerator(f"http://127.0.0.1:{free_port()}/v1", "m", timeout=5, connect_timeout=2)
     svc = make_service(tmp_path, encoder, down, analyzer)
     assert svc.ingest([corpus / "plant.pdf"]).ok
-    with TestClient(create_app(svc, ui=False), base_url=LOCAL) as c:
+    with TestClient(create_app(svc), base_url=LOCAL) as c:
         question = {"question": "When was the Zorblax reactor commissioned?"}
         error = assert_error(c.post("/api/v1/ask", json=question), 502, "llm_unavailable")
         assert "connection refused" in error["message"]

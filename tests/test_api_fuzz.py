@@ -47,7 +47,7 @@ def api_schema(
         allowed_hosts=["testserver"],
     )
     assert service.ingest([docs]).ok
-    app = create_app(service, ui=False)
+    app = create_app(service)
     yield schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
     service.close()
 

@@ -17,6 +17,7 @@ import pytest
 
 from app.api import create_app
 from app.service import Service
+from app.ui import mount_ui as with_ui
 from generation.llamacpp import LlamaCppGenerator
 from ingest.images import ImageAnalyzer
 from ingest.video import SpeechRecognizer, VideoAnalyzer
@@ -60,7 +61,7 @@ def served(
     )
     service.__dict__["video_analyzer"] = VideoAnalyzer(SpeechRecognizer())
     assert service.ingest([docs]).ok
-    with serve_in_thread(create_app(service)) as url:
+    with serve_in_thread(with_ui(create_app(service), service)) as url:
         yield url, service, docs
     service.close()
 

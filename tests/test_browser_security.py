@@ -18,6 +18,7 @@ import pytest
 
 from app.api import create_app
 from app.service import Service
+from app.ui import mount_ui as with_ui
 from generation.llamacpp import LlamaCppGenerator
 from ingest.images import ImageAnalyzer
 from retrieval.encoders import SentenceTransformerEncoder
@@ -43,7 +44,7 @@ def served(
 ) -> Iterator[tuple[str, Service]]:
     root = tmp_path_factory.mktemp("browser-security")
     service = make_service(root, encoder, llm, ImageAnalyzer(), api_keys=KEYS, max_tokens=48)
-    with serve_in_thread(create_app(service)) as url:
+    with serve_in_thread(with_ui(create_app(service), service)) as url:
         yield url, service
     service.close()
 

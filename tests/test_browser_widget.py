@@ -211,7 +211,7 @@ def app(
     counts = service.collections()
     assert all(counts[c] > 0 for c in (Corpus.PARAGRAPH, Corpus.IMAGE, Corpus.CLIP)), counts
 
-    recorder = Recorder(create_app(service, ui=False))
+    recorder = Recorder(create_app(service))
     try:
         with serve_in_thread(recorder, lifespan="off") as url:
             for site in (allowed, refused):

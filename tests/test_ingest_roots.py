@@ -118,7 +118,7 @@ def ingested(
 @pytest.fixture(scope="module")
 def server(ingested: tuple[Service, dict[str, FileResult]]) -> Iterator[httpx.Client]:
     with (
-        serve_in_thread(create_app(ingested[0], ui=False)) as url,
+        serve_in_thread(create_app(ingested[0])) as url,
         httpx.Client(base_url=url, timeout=120) as client,
     ):
         yield client

@@ -24,6 +24,7 @@ import pytest
 from app.api import create_app
 from app.security import MediaLinks
 from app.service import Service
+from app.ui import mount_ui as with_ui
 from generation.llamacpp import LlamaCppGenerator
 from ingest.images import ImageAnalyzer
 from retrieval.encoders import SentenceTransformerEncoder
@@ -113,7 +114,7 @@ def keyed(
         max_page_pixels=1_000_000,
     )
     with (
-        serve_in_thread(create_app(service)) as url,
+        serve_in_thread(with_ui(create_app(service), service)) as url,
         httpx.Client(base_url=url, timeout=120) as http,
     ):
         served = Served(url, service, http)
@@ -268,7 +269,7 @@ def test_the_ui_cannot_be_made_to_read_server_files(
     in_tmp.write_text("# Temp\n\nThe launch code is 5512-OSPREY.\n", encoding="utf-8")
     try:
         with (
-            serve_in_thread(create_app(service)) as url,
+            serve_in_thread(with_ui(create_app(service), service)) as url,
             httpx.Client(base_url=url, timeout=120) as ui,
         ):
             for target in ("/etc/passwd", secret, in_tmp):
@@ -360,7 +361,10 @@ def test_hashed_keys_work_and_failures_are_throttled(
     service = make_service(
         tmp_path, encoder, llm, analyzer, api_keys=KEYS, auth_failures_per_minute=3
     )
-    with serve_in_thread(create_app(service)) as url, httpx.Client(base_url=url) as http:
+    with (
+        serve_in_thread(with_ui(create_app(service), service)) as url,
+        httpx.Client(base_url=url) as http,
+    ):
         assert http.get("/api/v1/corpora", headers=bearer(GLOBEX_EDITOR)).status_code == 200
         for _ in range(3):
             assert (
@@ -424,7 +428,7 @@ def test_an_unexpected_error_is_a_json_500_and_the_connection_lives(
     analyzer: ImageAnalyzer,
 ) -> None:
     service = make_service(tmp_path, encoder, llm, analyzer)
-    app = create_app(service, ui=False)
+    app = create_app(service)
 
     def broken() -> None:  # stands for a bug in a route
         raise RuntimeError("a bug with a /secret/server/path in its message")
@@ -600,8 +604,11 @@ def test_a_disconnect_mid_stream_stops_the_answer(
     note.write_text("# Keeper\n\nThe lighthouse keeper of Skarv lived alone for 30 years.\n")
     assert service.ingest([note]).ok
     question = {"question": "Tell me about the lighthouse keeper of Skarv.", "stream": True}
-    app = create_app(service, ui=False)
-    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=120) as http:
+    app = create_app(service)
+    with (
+        serve_in_thread(app) as url,
+        httpx.Client(base_url=url, timeout=120) as http,
+    ):
         with http.stream("POST", "/api/v1/ask", json=question) as r:
             assert r.status_code == 200
             tokens = 0
