@@ -18,10 +18,9 @@ from generation.base import Answer, Generator, Source
 from generation.conflicts import disagree
 from generation.prompt import NO_ANSWER_TEXT
 from generation.rerank import Reranker
-from retrieval.base import Corpus, Hit, Scope
+from retrieval.base import Corpus, Hit, Scope, SearchMode
 from retrieval.index import Index
 from retrieval.select import SelectConfig, select_hits
-from retrieval.store import SearchMode
 from router.base import FixedRouter, Route, Router, with_image
 
 

@@ -21,10 +21,10 @@ from app.pipeline import PipelineConfig, build_graph
 from app.settings import Settings
 from generation.base import Answer, Generator
 from ingest.pipeline import Ingestor, IngestReport, ProgressFn, StepFn
-from retrieval.base import DEFAULT_WORKSPACE, Corpus, Hit, ImageEncoder, Scope
+from retrieval.base import DEFAULT_WORKSPACE, Corpus, Hit, ImageEncoder, Scope, Store
 from retrieval.index import Index
 from retrieval.select import SelectConfig
-from retrieval.store import QdrantStore, Store
+from retrieval.store import QdrantStore
 from router.base import AllCorporaRouter, FallbackRouter, FixedRouter, Route, Router
 
 

@@ -1,4 +1,4 @@
-"""The shared data model: corpora, items, hits, and the encoder protocols.
+"""The shared data model: corpora, items, hits, and the encoder and store protocols.
 
 These small frozen dataclasses are the seams between packages. Vendor types (Qdrant
 points, torch tensors) never cross them: a store turns its results into :class:`Hit`,
@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -151,3 +151,73 @@ class ImageEncoder(Protocol):
     info: EncoderInfo
 
     def encode_images(self, images: Sequence[Any]) -> Vectors: ...
+
+
+SearchMode = Literal["hybrid", "dense", "sparse", "visual"]
+"""How a corpus is searched: dense and sparse (and visual, when given) fused by RRF, or
+one of those lists alone."""
+
+
+class Store(Protocol):
+    """Collections of items per corpus, searched dense, sparse, visual or hybrid.
+
+    Two backends obey it: ``retrieval.store.QdrantStore`` (qdrant-client: a Qdrant
+    server, or its pure-Python local mode) and ``retrieval.edge_store.EdgeStore`` (the
+    Qdrant engine in-process). Both run the same :mod:`retrieval.query` plan; the
+    ``store`` fixture (tests/conftest.py) runs every store-backed test against each, and
+    tests/test_store_congruence.py checks that they return the same hits.
+    """
+
+    def exists(self, corpus: Corpus) -> bool: ...
+
+    def ensure(
+        self,
+        corpus: Corpus,
+        dense: EncoderInfo,
+        sparse: EncoderInfo,
+        visual: EncoderInfo | None = None,
+    ) -> None: ...
+
+    def count(self, corpus: Corpus, workspaces: Scope = None) -> int: ...
+
+    def counts(self, workspaces: Scope = None) -> dict[Corpus, int]: ...
+
+    def upsert(
+        self,
+        items: Sequence[Item],
+        dense: Vectors,
+        sparse: Sequence[SparseVector],
+        visual: Sequence[Vectors | None] | None = None,
+    ) -> None: ...
+
+    def delete_stale(
+        self, corpus: Corpus, source: str, keep_hash: str, workspace: str = DEFAULT_WORKSPACE
+    ) -> None: ...
+
+    def delete_source(self, corpus: Corpus, source: str, workspaces: Scope = None) -> None: ...
+
+    def source_hashes(
+        self, corpus: Corpus, workspaces: Scope = None, *, whole_files: bool = False
+    ) -> dict[str, set[str]]: ...
+
+    def items_of(
+        self, corpus: Corpus, source: str | None = None, workspaces: Scope = None
+    ) -> list[Item]: ...
+
+    def search(
+        self,
+        corpus: Corpus,
+        *,
+        dense: Vectors | None = None,
+        sparse: SparseVector | None = None,
+        visual: Vectors | None = None,
+        mode: SearchMode = "hybrid",
+        limit: int = 10,
+        prefetch_limit: int | None = None,
+        sources: Sequence[str] | None = None,
+        workspaces: Scope = None,
+        rrf_k: int = 60,
+        dense_weight: float = 1.0,
+    ) -> list[Hit]: ...
+
+    def close(self) -> None: ...

@@ -7,6 +7,10 @@ dense vectors, sparse vectors with the IDF modifier, prefetch and RRF fusion, pa
 filters. Each corpus is one Edge shard in ``<path>/<prefix>_<corpus>``; since a shard
 has no collection metadata, the encoders that filled it are recorded beside it in
 ``encoders.json`` and checked on every open, as for a Qdrant collection.
+
+Shards have the shape of :mod:`retrieval.schema`, and searches run the plan of
+:mod:`retrieval.query`: this module only translates both into Qdrant Edge's objects
+(:meth:`EdgeStore._filter`, :meth:`EdgeStore._run`).
 """
 
 from __future__ import annotations
@@ -18,35 +22,30 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from retrieval.base import (
     DEFAULT_WORKSPACE,
     Corpus,
     EncoderInfo,
-    Hit,
     Item,
     Scope,
     SparseVector,
     Vectors,
 )
+from retrieval.engine import Engine, ScoredPoint, serialised
 from retrieval.errors import StoreError
 from retrieval.folder_lock import FolderLock
-from retrieval.store import (
+from retrieval.query import Condition, IsEmpty, Match, Nearest, QueryPlan, Where, scope
+from retrieval.schema import (
     DENSE,
     HASH_FIELDS,
     SPARSE,
     VISUAL,
-    SearchMode,
     check_batch,
     check_encoders,
-    cosine_relevance,
     encoder_metadata,
     hashes_by_source,
     item_from,
     payload_of,
-    query_dense,
-    serialised,
     visual_part,
 )
 
@@ -62,7 +61,7 @@ def _edge() -> Any:
     return qdrant_edge
 
 
-class EdgeStore:
+class EdgeStore(Engine):
     """One Qdrant Edge shard per corpus under ``path``; one process per folder.
 
     The folder is locked (:class:`FolderLock`) before any shard is touched, so a second
@@ -90,7 +89,7 @@ class EdgeStore:
             raise
 
     def _folder(self, corpus: Corpus) -> Path:
-        return self.root / f"{self.prefix}_{corpus.value}"
+        return self.root / self.collection(corpus)
 
     def _open(self, opener: Any) -> Any:
         try:
@@ -148,11 +147,10 @@ class EdgeStore:
         shard = self._shards.get(corpus)
         if shard is None:
             return 0
-        request = self._q.CountRequest(exact=True, filter=self._filter(workspaces=workspaces))
+        request = self._q.CountRequest(
+            exact=True, filter=self._filter(scope(workspaces=workspaces))
+        )
         return int(shard.count(request))
-
-    def counts(self, workspaces: Scope = None) -> dict[Corpus, int]:
-        return {c: self.count(c, workspaces) for c in Corpus}
 
     # -- writing -------------------------------------------------------------------
 
@@ -175,7 +173,7 @@ class EdgeStore:
                     items[i].id,
                     {
                         DENSE: dense[i].tolist(),
-                        SPARSE: q.SparseVector(list(sparse[i].indices), list(sparse[i].values)),
+                        SPARSE: self._sparse(sparse[i]),
                         **visual_part(visual, i),
                     },
                     payload_of(items[i]),
@@ -189,18 +187,11 @@ class EdgeStore:
     def delete_stale(
         self, corpus: Corpus, source: str, keep_hash: str, workspace: str = DEFAULT_WORKSPACE
     ) -> None:
-        self._delete(
-            corpus,
-            self._filter(
-                sources=[source],
-                workspaces=[workspace],
-                must_not=[self._match("content_hash", keep_hash)],
-            ),
-        )
+        self._delete(corpus, scope([source], [workspace], except_hash=keep_hash))
 
     @serialised
     def delete_source(self, corpus: Corpus, source: str, workspaces: Scope = None) -> None:
-        self._delete(corpus, self._filter(sources=[source], workspaces=workspaces))
+        self._delete(corpus, scope([source], workspaces))
 
     # -- reading -------------------------------------------------------------------
 
@@ -209,113 +200,15 @@ class EdgeStore:
         self, corpus: Corpus, workspaces: Scope = None, *, whole_files: bool = False
     ) -> dict[str, set[str]]:
         """See ``QdrantStore.source_hashes``."""
-        flt = self._filter(workspaces=workspaces)
-        return hashes_by_source(self._scroll(corpus, HASH_FIELDS, flt), whole_files=whole_files)
+        where = scope(workspaces=workspaces)
+        return hashes_by_source(self._scroll(corpus, HASH_FIELDS, where), whole_files=whole_files)
 
     @serialised
     def items_of(
         self, corpus: Corpus, source: str | None = None, workspaces: Scope = None
     ) -> list[Item]:
-        flt = self._filter(sources=None if source is None else [source], workspaces=workspaces)
-        return [item_from(corpus, pid, p) for pid, p in self._scroll(corpus, True, flt)]
-
-    @serialised
-    def search(
-        self,
-        corpus: Corpus,
-        *,
-        dense: Vectors | None = None,
-        sparse: SparseVector | None = None,
-        visual: Vectors | None = None,
-        mode: SearchMode = "hybrid",
-        limit: int = 10,
-        prefetch_limit: int | None = None,
-        sources: Sequence[str] | None = None,
-        workspaces: Scope = None,
-        rrf_k: int = 60,
-        dense_weight: float = 1.0,
-    ) -> list[Hit]:
-        """Search one corpus (see ``QdrantStore.search`` for the fusion parameters)."""
-        shard = self._shards.get(corpus)
-        if shard is None:
-            return []
-        q = self._q
-        flt = self._filter(sources=sources, workspaces=workspaces)
-        dense_q = query_dense(mode, dense, sparse, visual)
-        sparse_q = (
-            q.SparseVector(list(sparse.indices), list(sparse.values))
-            if sparse is not None and sparse.indices
-            else None
-        )
-        try:
-            if mode == "visual":
-                request = q.QueryRequest(
-                    limit=limit,
-                    query=q.Query.Nearest(
-                        np.asarray(visual, dtype=np.float32).ravel().tolist(), using=VISUAL
-                    ),
-                    filter=flt,
-                    with_payload=True,
-                    with_vector=[DENSE],
-                )
-            elif mode == "dense":
-                assert dense_q is not None
-                request = q.QueryRequest(
-                    limit=limit,
-                    query=q.Query.Nearest(dense_q.tolist(), using=DENSE),
-                    filter=flt,
-                    with_payload=True,
-                )
-            elif mode == "sparse":
-                if sparse_q is None:
-                    return []
-                request = q.QueryRequest(
-                    limit=limit,
-                    query=q.Query.Nearest(sparse_q, using=SPARSE),
-                    filter=flt,
-                    with_payload=True,
-                    with_vector=[DENSE],
-                )
-            else:
-                assert dense_q is not None
-                k = prefetch_limit or max(2 * limit, 50)
-                prefetch = [
-                    q.Prefetch(
-                        limit=k, query=q.Query.Nearest(dense_q.tolist(), using=DENSE), filter=flt
-                    )
-                ]
-                weights = [dense_weight]
-                if sparse_q is not None:
-                    prefetch.append(
-                        q.Prefetch(
-                            limit=k, query=q.Query.Nearest(sparse_q, using=SPARSE), filter=flt
-                        )
-                    )
-                    weights.append(1.0)
-                if visual is not None:
-                    vq = np.asarray(visual, dtype=np.float32).ravel().tolist()
-                    prefetch.append(
-                        q.Prefetch(limit=k, query=q.Query.Nearest(vq, using=VISUAL), filter=flt)
-                    )
-                    weights.append(1.0)
-                request = q.QueryRequest(
-                    limit=limit,
-                    prefetches=prefetch,
-                    query=q.Fusion.Rrf(k=rrf_k, weights=weights),
-                    with_payload=True,
-                    with_vector=[DENSE],
-                )
-            points = shard.query(request)
-        except Exception as e:
-            raise StoreError(f"search in '{self._folder(corpus).name}' failed: {e}") from e
-        return [
-            Hit(
-                item_from(corpus, p.id, p.payload or {}),
-                float(p.score),
-                float(p.score) if mode == "dense" else cosine_relevance(p.vector, dense_q),
-            )
-            for p in points
-        ]
+        where = scope(None if source is None else [source], workspaces)
+        return [item_from(corpus, pid, p) for pid, p in self._scroll(corpus, True, where)]
 
     @serialised
     def close(self) -> None:
@@ -346,41 +239,70 @@ class EdgeStore:
             if name not in have:
                 shard.update(q.UpdateOperation.create_field_index(name, params))
 
-    def _match(self, key: str, value: str) -> Any:
-        return self._q.FieldCondition(key=key, match=self._q.MatchValue(value))
-
-    def _filter(
-        self,
-        sources: Sequence[str] | None = None,
-        workspaces: Scope = None,
-        must_not: Sequence[Any] = (),
-    ) -> Any:
-        """A read limited to some sources and workspaces (see ``store._filter``)."""
+    def _run(self, corpus: Corpus, plan: QueryPlan) -> Sequence[ScoredPoint]:
+        shard = self._shard(corpus)
         q = self._q
-        must: list[Any] = []
-        if sources:
-            must.append(q.FieldCondition(key="source", match=q.MatchAny(list(sources))))
-        if workspaces is not None:
-            wanted: Any = q.FieldCondition(key="workspace", match=q.MatchAny(list(workspaces)))
-            if DEFAULT_WORKSPACE in workspaces:
-                wanted = q.Filter(should=[wanted, q.IsEmptyCondition("workspace")])
-            must.append(wanted)
-        if not must and not must_not:
-            return None
-        return q.Filter(must=must or None, must_not=list(must_not) or None)
+        flt = self._filter(plan.where)
+        with_vector = [DENSE] if plan.with_dense else None
+        if plan.fusion is None:
+            (only,) = plan.nearest
+            request = q.QueryRequest(
+                limit=plan.limit,
+                query=self._nearest(only),
+                filter=flt,
+                with_payload=True,
+                with_vector=with_vector,
+            )
+        else:
+            request = q.QueryRequest(
+                limit=plan.limit,
+                prefetches=[
+                    q.Prefetch(limit=n.limit, query=self._nearest(n), filter=flt)
+                    for n in plan.nearest
+                ],
+                query=q.Fusion.Rrf(k=plan.fusion.k, weights=list(plan.fusion.weights)),
+                with_payload=True,
+                with_vector=with_vector,
+            )
+        return shard.query(request)
 
-    def _delete(self, corpus: Corpus, flt: Any) -> None:
+    def _nearest(self, nearest: Nearest) -> Any:
+        v = nearest.vector
+        vector = self._sparse(v) if isinstance(v, SparseVector) else list(v)
+        return self._q.Query.Nearest(vector, using=nearest.using)
+
+    def _sparse(self, vector: SparseVector) -> Any:
+        return self._q.SparseVector(list(vector.indices), list(vector.values))
+
+    def _filter(self, where: Where | None) -> Any:
+        """A neutral filter (:func:`retrieval.query.scope`) as a Qdrant Edge ``Filter``."""
+        return None if where is None else self._condition(where)
+
+    def _condition(self, c: Condition) -> Any:
+        q = self._q
+        if isinstance(c, Match):
+            return q.FieldCondition(key=c.key, match=q.MatchAny(list(c.values)))
+        if isinstance(c, IsEmpty):
+            return q.IsEmptyCondition(c.key)
+        return q.Filter(
+            must=[self._condition(x) for x in c.must] or None,
+            should=[self._condition(x) for x in c.should] or None,
+            must_not=[self._condition(x) for x in c.must_not] or None,
+        )
+
+    def _delete(self, corpus: Corpus, where: Where | None) -> None:
         shard = self._shards.get(corpus)
         if shard is not None:
-            shard.update(self._q.UpdateOperation.delete_points_by_filter(flt))
+            shard.update(self._q.UpdateOperation.delete_points_by_filter(self._filter(where)))
             shard.flush()
 
     def _scroll(
-        self, corpus: Corpus, fields: list[str] | bool, flt: Any
+        self, corpus: Corpus, fields: list[str] | bool, where: Where | None
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         shard = self._shards.get(corpus)
         if shard is None:
             return
+        flt = self._filter(where)
         offset = None
         while True:
             records, offset = shard.scroll(

@@ -19,12 +19,13 @@ from retrieval.base import (
     ImageEncoder,
     Item,
     Scope,
+    SearchMode,
     SparseEncoder,
+    Store,
     TextEncoder,
     Vectors,
 )
 from retrieval.sparse import BM25Encoder
-from retrieval.store import SearchMode, Store
 
 # Expected lengths (in terms, after stop words) per corpus for BM25 length
 # normalisation: passages are ~100-300 words, whole documents thousands.

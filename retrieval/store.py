@@ -1,133 +1,50 @@
-"""The Qdrant store: one collection per corpus, hybrid search, encoder bookkeeping.
+"""The Qdrant store through qdrant-client: a server, or qdrant-client's local mode.
 
 The same class opens an embedded Qdrant folder (``path``), an in-memory instance (for
 tests) or a Qdrant server (``url``); the choice is made once, in the constructor.
-Each collection has a named dense vector ``dense`` (cosine) and a sparse vector
-``sparse`` with Qdrant's IDF modifier, and records in its metadata which encoders
-filled it, so opening it with other encoders fails with a clear message instead of
-silently mixing incomparable vectors.
+Collections have the shape of :mod:`retrieval.schema`, and searches run the plan of
+:mod:`retrieval.query`: this module only translates both into qdrant-client's models
+(:func:`_filter`, :meth:`QdrantStore._run`).
 """
 
 from __future__ import annotations
 
-import functools
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
-
-import numpy as np
+from typing import Any
 
 from retrieval.base import (
     DEFAULT_WORKSPACE,
     Corpus,
     EncoderInfo,
-    Hit,
     Item,
     Scope,
     SparseVector,
     Vectors,
 )
-from retrieval.errors import ConfigError, EncoderMismatchError, StoreError
+from retrieval.engine import Engine, ScoredPoint, serialised
+from retrieval.errors import ConfigError, StoreError
 from retrieval.folder_lock import FolderLock
-
-SearchMode = Literal["hybrid", "dense", "sparse", "visual"]
-
-
-class Store(Protocol):
-    """Collections of items per corpus, searched dense, sparse or hybrid.
-
-    Two backends obey it: :class:`QdrantStore` (qdrant-client: a Qdrant server, or its
-    pure-Python local mode) and ``retrieval.edge_store.EdgeStore`` (the Qdrant engine
-    in-process); ``tests/test_store_conformance.py`` runs one suite against both.
-    """
-
-    def exists(self, corpus: Corpus) -> bool: ...
-
-    def ensure(
-        self,
-        corpus: Corpus,
-        dense: EncoderInfo,
-        sparse: EncoderInfo,
-        visual: EncoderInfo | None = None,
-    ) -> None: ...
-
-    def count(self, corpus: Corpus, workspaces: Scope = None) -> int: ...
-
-    def counts(self, workspaces: Scope = None) -> dict[Corpus, int]: ...
-
-    def upsert(
-        self,
-        items: Sequence[Item],
-        dense: Vectors,
-        sparse: Sequence[SparseVector],
-        visual: Sequence[Vectors | None] | None = None,
-    ) -> None: ...
-
-    def delete_stale(
-        self, corpus: Corpus, source: str, keep_hash: str, workspace: str = DEFAULT_WORKSPACE
-    ) -> None: ...
-
-    def delete_source(self, corpus: Corpus, source: str, workspaces: Scope = None) -> None: ...
-
-    def source_hashes(
-        self, corpus: Corpus, workspaces: Scope = None, *, whole_files: bool = False
-    ) -> dict[str, set[str]]: ...
-
-    def items_of(
-        self, corpus: Corpus, source: str | None = None, workspaces: Scope = None
-    ) -> list[Item]: ...
-
-    def search(
-        self,
-        corpus: Corpus,
-        *,
-        dense: Vectors | None = None,
-        sparse: SparseVector | None = None,
-        visual: Vectors | None = None,
-        mode: SearchMode = "hybrid",
-        limit: int = 10,
-        prefetch_limit: int | None = None,
-        sources: Sequence[str] | None = None,
-        workspaces: Scope = None,
-        rrf_k: int = 60,
-        dense_weight: float = 1.0,
-    ) -> list[Hit]: ...
-
-    def close(self) -> None: ...
-
-
-DENSE = "dense"
-SPARSE = "sparse"
-VISUAL = "visual"
-
-_M = TypeVar("_M", bound=Callable[..., Any])
-
-
-def serialised(method: _M) -> _M:
-    """Run a store method under the store's ``_mutex`` when it has one.
-
-    The embedded engines live in this process and are shared by the threads that answer
-    and the one that ingests; each call holds the lock for one batch or one search (ms),
-    so an ingest never keeps an answer waiting for more than that. A server needs none.
-    """
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        mutex = self._mutex
-        if mutex is None:
-            return method(self, *args, **kwargs)
-        with mutex:
-            return method(self, *args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
+from retrieval.query import Condition, IsEmpty, Match, Nearest, QueryPlan, Where, scope
+from retrieval.schema import (
+    DENSE,
+    HASH_FIELDS,
+    SPARSE,
+    VISUAL,
+    check_batch,
+    check_encoders,
+    encoder_metadata,
+    hashes_by_source,
+    item_from,
+    payload_of,
+    visual_part,
+)
 
 _UPSERT_BATCH = 256
 
 
-class QdrantStore:
+class QdrantStore(Engine):
     """Collections of items, searched dense, sparse or hybrid (prefetch both, fuse by RRF).
 
     Give exactly one of ``path`` (embedded, a local folder: one process at a time),
@@ -192,9 +109,6 @@ class QdrantStore:
 
     # -- collections ---------------------------------------------------------------
 
-    def collection(self, corpus: Corpus) -> str:
-        return f"{self.prefix}_{corpus.value}"
-
     @serialised
     def exists(self, corpus: Corpus) -> bool:
         return bool(self._client.collection_exists(self.collection(corpus)))
@@ -251,11 +165,8 @@ class QdrantStore:
     def count(self, corpus: Corpus, workspaces: Scope = None) -> int:
         if not self.exists(corpus):
             return 0
-        flt = _filter(workspaces=workspaces)
+        flt = _filter(scope(workspaces=workspaces))
         return int(self._client.count(self.collection(corpus), count_filter=flt, exact=True).count)
-
-    def counts(self, workspaces: Scope = None) -> dict[Corpus, int]:
-        return {c: self.count(c, workspaces) for c in Corpus}
 
     # -- writing -------------------------------------------------------------------
 
@@ -281,9 +192,7 @@ class QdrantStore:
                     id=items[i].id,
                     vector={
                         DENSE: dense[i].tolist(),
-                        SPARSE: models.SparseVector(
-                            indices=list(sparse[i].indices), values=list(sparse[i].values)
-                        ),
+                        SPARSE: _sparse(sparse[i]),
                         **visual_part(visual, i),
                     },
                     payload=payload_of(items[i]),
@@ -298,28 +207,11 @@ class QdrantStore:
     ) -> None:
         """Remove the items of ``source`` (in ``workspace``) that were not made from the
         ``keep_hash`` version."""
-        from qdrant_client import models
-
-        if not self.exists(corpus):
-            return
-        flt = _filter(sources=[source], workspaces=[workspace])
-        assert flt is not None
-        flt.must_not = [_match("content_hash", keep_hash)]
-        self._client.delete(
-            self.collection(corpus), points_selector=models.FilterSelector(filter=flt), wait=True
-        )
+        self._delete(corpus, scope([source], [workspace], except_hash=keep_hash))
 
     @serialised
     def delete_source(self, corpus: Corpus, source: str, workspaces: Scope = None) -> None:
-        from qdrant_client import models
-
-        if not self.exists(corpus):
-            return
-        flt = _filter(sources=[source], workspaces=workspaces)
-        assert flt is not None
-        self._client.delete(
-            self.collection(corpus), points_selector=models.FilterSelector(filter=flt), wait=True
-        )
+        self._delete(corpus, scope([source], workspaces))
 
     # -- reading -------------------------------------------------------------------
 
@@ -331,7 +223,7 @@ class QdrantStore:
         carry; with ``whole_files``, only items without a parent count (a document, a
         video, an image file: the item stored last, which marks a file as completely
         stored)."""
-        points = self._scroll_points(corpus, HASH_FIELDS, _filter(workspaces=workspaces))
+        points = self._scroll(corpus, HASH_FIELDS, scope(workspaces=workspaces))
         return hashes_by_source(points, whole_files=whole_files)
 
     @serialised
@@ -339,97 +231,8 @@ class QdrantStore:
         self, corpus: Corpus, source: str | None = None, workspaces: Scope = None
     ) -> list[Item]:
         """The items of ``source`` (of ``workspaces``) in the corpus; all when None."""
-        flt = _filter(sources=None if source is None else [source], workspaces=workspaces)
-        return [item_from(corpus, pid, p) for pid, p in self._scroll_points(corpus, True, flt)]
-
-    @serialised
-    def search(
-        self,
-        corpus: Corpus,
-        *,
-        dense: Vectors | None = None,
-        sparse: SparseVector | None = None,
-        visual: Vectors | None = None,
-        mode: SearchMode = "hybrid",
-        limit: int = 10,
-        prefetch_limit: int | None = None,
-        sources: Sequence[str] | None = None,
-        workspaces: Scope = None,
-        rrf_k: int = 60,
-        dense_weight: float = 1.0,
-    ) -> list[Hit]:
-        """Search one corpus; ``hybrid`` prefetches dense and sparse and fuses with RRF.
-
-        RRF sums ``1 / (k + rank)`` over the lists; ``rrf_k`` 60 is the constant of the
-        original RRF paper (Qdrant's own default, 2, lets the first ranks of either list
-        dominate: on Cranfield nDCG@10 0.38 vs 0.41). ``dense_weight`` divides the dense
-        list's ranks (Qdrant's weighting), i.e. > 1 favours dense.
-        """
-        from qdrant_client import models
-
-        if not self.exists(corpus):
-            return []
-        flt = _filter(sources=sources, workspaces=workspaces)
-        name = self.collection(corpus)
-        dense_q = query_dense(mode, dense, sparse, visual)
-        sparse_q = (
-            None
-            if sparse is None
-            else models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
-        )
-        try:
-            if mode == "visual":
-                vq = np.asarray(visual, dtype=np.float32).ravel().tolist()
-                res = self._client.query_points(
-                    name,
-                    query=vq,
-                    using=VISUAL,
-                    limit=limit,
-                    query_filter=flt,
-                    with_vectors=[DENSE],
-                )
-            elif mode == "dense":
-                assert dense_q is not None
-                res = self._client.query_points(
-                    name, query=dense_q.tolist(), using=DENSE, limit=limit, query_filter=flt
-                )
-            elif mode == "sparse":
-                if not sparse_q or not sparse_q.indices:
-                    return []
-                res = self._client.query_points(
-                    name, query=sparse_q, using=SPARSE, limit=limit, query_filter=flt
-                )
-            else:
-                assert dense_q is not None
-                k = prefetch_limit or max(2 * limit, 50)
-                prefetch = [
-                    models.Prefetch(query=dense_q.tolist(), using=DENSE, limit=k, filter=flt)
-                ]
-                weights = [dense_weight]
-                if sparse_q is not None and sparse_q.indices:
-                    prefetch.append(
-                        models.Prefetch(query=sparse_q, using=SPARSE, limit=k, filter=flt)
-                    )
-                    weights.append(1.0)
-                if visual is not None:
-                    vq = np.asarray(visual, dtype=np.float32).ravel().tolist()
-                    prefetch.append(models.Prefetch(query=vq, using=VISUAL, limit=k, filter=flt))
-                    weights.append(1.0)
-                res = self._client.query_points(
-                    name,
-                    prefetch=prefetch,
-                    query=models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=weights)),
-                    limit=limit,
-                    with_vectors=[DENSE],
-                )
-        except Exception as e:
-            raise StoreError(f"search in '{name}' failed: {e}") from e
-        hits = []
-        for p in res.points:
-            # Fused scores are ranks; the cosine puts hits of all corpora on one scale.
-            relevance = float(p.score) if mode == "dense" else cosine_relevance(p.vector, dense_q)
-            hits.append(Hit(item_from(corpus, p.id, p.payload or {}), float(p.score), relevance))
-        return hits
+        where = scope(None if source is None else [source], workspaces)
+        return [item_from(corpus, pid, p) for pid, p in self._scroll(corpus, True, where)]
 
     @serialised
     def close(self) -> None:
@@ -441,8 +244,46 @@ class QdrantStore:
 
     # -- internals -----------------------------------------------------------------
 
-    def _scroll_points(
-        self, corpus: Corpus, fields: list[str] | bool, flt: Any
+    def _run(self, corpus: Corpus, plan: QueryPlan) -> Sequence[ScoredPoint]:
+        from qdrant_client import models
+
+        flt = _filter(plan.where)
+        with_vectors = [DENSE] if plan.with_dense else False
+        name = self.collection(corpus)
+        if plan.fusion is None:
+            (only,) = plan.nearest
+            res = self._client.query_points(
+                name,
+                query=_query(only),
+                using=only.using,
+                limit=plan.limit,
+                query_filter=flt,
+                with_vectors=with_vectors,
+            )
+        else:
+            rrf = models.Rrf(k=plan.fusion.k, weights=list(plan.fusion.weights))
+            res = self._client.query_points(
+                name,
+                prefetch=[
+                    models.Prefetch(query=_query(n), using=n.using, limit=n.limit, filter=flt)
+                    for n in plan.nearest
+                ],
+                query=models.RrfQuery(rrf=rrf),
+                limit=plan.limit,
+                with_vectors=with_vectors,
+            )
+        return res.points
+
+    def _delete(self, corpus: Corpus, where: Where | None) -> None:
+        from qdrant_client import models
+
+        if not self.exists(corpus):
+            return
+        selector = models.FilterSelector(filter=_filter(where))
+        self._client.delete(self.collection(corpus), points_selector=selector, wait=True)
+
+    def _scroll(
+        self, corpus: Corpus, fields: list[str] | bool, where: Where | None
     ) -> Iterator[tuple[Any, dict[str, Any]]]:
         if not self.exists(corpus):
             return
@@ -450,7 +291,7 @@ class QdrantStore:
         while True:
             points, offset = self._client.scroll(
                 self.collection(corpus),
-                scroll_filter=flt,
+                scroll_filter=_filter(where),
                 limit=1024,
                 offset=offset,
                 with_payload=fields,
@@ -462,160 +303,32 @@ class QdrantStore:
                 return
 
 
-def encoder_metadata(
-    dense: EncoderInfo, sparse: EncoderInfo, visual: EncoderInfo | None = None
-) -> dict[str, Any]:
-    """What a collection records about the encoders that fill it."""
-    meta = {"dense_encoder": asdict(dense), "sparse_encoder": asdict(sparse)}
-    if visual is not None:
-        meta["visual_encoder"] = asdict(visual)
-    return meta
-
-
-def visual_part(visual: Sequence[Vectors | None] | None, i: int) -> dict[str, list[float]]:
-    """The ``visual`` entry of point ``i``'s vectors; none for an item without a picture."""
-    v = None if visual is None else visual[i]
-    return {} if v is None else {VISUAL: np.asarray(v, dtype=np.float32).ravel().tolist()}
-
-
-# The payload fields ``source_hashes`` reads.
-HASH_FIELDS = ["source", "content_hash", "parent_id"]
-
-
-def hashes_by_source(
-    points: Iterable[tuple[Any, Mapping[str, Any]]], *, whole_files: bool = False
-) -> dict[str, set[str]]:
-    """Group (id, payload) pairs into source -> the content hashes its items carry
-    (with ``whole_files``, of the items without a ``parent_id`` only)."""
-    out: dict[str, set[str]] = {}
-    for _, payload in points:
-        if not (whole_files and payload.get("parent_id")):
-            out.setdefault(payload["source"], set()).add(payload["content_hash"])
-    return out
-
-
-def check_batch(
-    items: Sequence[Item],
-    dense: Vectors,
-    sparse: Sequence[SparseVector],
-    visual: Sequence[Vectors | None] | None,
-) -> Corpus | None:
-    """The one corpus of a batch to upsert (None if empty); lengths must agree."""
-    if not (len(items) == len(dense) == len(sparse)) or (
-        visual is not None and len(visual) != len(items)
-    ):
-        raise ValueError("items and their vectors must have the same length")
-    if not items:
-        return None
-    corpus = items[0].corpus
-    if any(i.corpus is not corpus for i in items):
-        raise ValueError("upsert takes items of one corpus at a time")
-    return corpus
-
-
-def check_encoders(
-    corpus: Corpus,
-    name: str,
-    meta: Mapping[str, Any],
-    dense: EncoderInfo,
-    sparse: EncoderInfo,
-    visual: EncoderInfo | None = None,
-) -> None:
-    """Raise EncoderMismatchError unless ``meta`` records exactly these encoders."""
-    wanted = [("dense_encoder", dense), ("sparse_encoder", sparse)]
-    if visual is not None:
-        wanted.append(("visual_encoder", visual))
-    for key, info in wanted:
-        stored = meta.get(key)
-        if stored != asdict(info):
-            have = EncoderInfo(**stored).describe() if stored else "an unknown encoder"
-            raise EncoderMismatchError(
-                f"the {corpus.value} collection '{name}' was filled by {have}, but the "
-                f"configured encoder is {info.describe()}; vectors of different "
-                "encoders cannot be compared. Use the encoder it was built with, or "
-                "ingest into a new data folder or collection prefix "
-                "(MMRAG_DATA_DIR / MMRAG_COLLECTION_PREFIX)."
-            )
-
-
-def query_dense(
-    mode: SearchMode, dense: Vectors | None, sparse: SparseVector | None, visual: Vectors | None
-) -> Any:
-    """Check that ``mode`` has the query vectors it needs; the dense one as a flat array."""
-    if mode == "visual" and visual is None:
-        raise ValueError("visual search needs a visual query vector")
-    if mode in ("hybrid", "dense") and dense is None:
-        raise ValueError(f"{mode} search needs a dense query vector")
-    if mode in ("hybrid", "sparse") and sparse is None:
-        raise ValueError(f"{mode} search needs a sparse query vector")
-    return None if dense is None else np.asarray(dense, dtype=np.float32).ravel()
-
-
-def cosine_relevance(vector: Any, dense_q: Vectors | None) -> float | None:
-    """The cosine of a hit's stored (normalised) dense vector and the query, if both known."""
-    if dense_q is None or not isinstance(vector, dict) or DENSE not in vector:
-        return None
-    return float(np.dot(np.asarray(vector[DENSE], dtype=np.float32), dense_q))
-
-
-def _match(key: str, value: str) -> Any:
+def _sparse(vector: SparseVector) -> Any:
     from qdrant_client import models
 
-    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+    return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
 
-def _match_any(key: str, values: Iterable[str]) -> Any:
+def _query(nearest: Nearest) -> Any:
+    """The query vector of one list, as qdrant-client takes it."""
+    v = nearest.vector
+    return _sparse(v) if isinstance(v, SparseVector) else list(v)
+
+
+def _filter(where: Where | None) -> Any:
+    """A neutral filter (:func:`retrieval.query.scope`) as a qdrant-client ``Filter``."""
+    return None if where is None else _condition(where)
+
+
+def _condition(c: Condition) -> Any:
     from qdrant_client import models
 
-    return models.FieldCondition(key=key, match=models.MatchAny(any=list(values)))
-
-
-def _filter(sources: Sequence[str] | None = None, workspaces: Scope = None) -> Any:
-    """The qdrant-client filter of a read limited to some sources and workspaces."""
-    from qdrant_client import models
-
-    must: list[Any] = []
-    if sources:
-        must.append(_match_any("source", sources))
-    if workspaces is not None:
-        wanted = _match_any("workspace", workspaces)
-        if DEFAULT_WORKSPACE in workspaces:
-            # Items stored before workspaces existed carry none: they are the default's.
-            empty = models.IsEmptyCondition(is_empty=models.PayloadField(key="workspace"))
-            wanted = models.Filter(should=[wanted, empty])
-        must.append(wanted)
-    return models.Filter(must=must) if must else None
-
-
-def payload_of(item: Item) -> dict[str, Any]:
-    return {
-        "source": item.source,
-        "content_hash": item.content_hash,
-        "title": item.title,
-        "text": item.text,
-        "page": item.page,
-        "heading": list(item.heading),
-        "char_start": item.char_start,
-        "char_end": item.char_end,
-        "parent_id": item.parent_id,
-        "extra": dict(item.extra),
-        "workspace": item.workspace,
-    }
-
-
-def item_from(corpus: Corpus, point_id: Any, payload: Mapping[str, Any]) -> Item:
-    return Item(
-        id=str(point_id),
-        corpus=corpus,
-        text=payload.get("text", ""),
-        source=payload.get("source", ""),
-        content_hash=payload.get("content_hash", ""),
-        title=payload.get("title", ""),
-        page=payload.get("page"),
-        heading=tuple(payload.get("heading") or ()),
-        char_start=payload.get("char_start"),
-        char_end=payload.get("char_end"),
-        parent_id=payload.get("parent_id"),
-        extra=payload.get("extra") or {},
-        workspace=payload.get("workspace") or DEFAULT_WORKSPACE,
+    if isinstance(c, Match):
+        return models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.values)))
+    if isinstance(c, IsEmpty):
+        return models.IsEmptyCondition(is_empty=models.PayloadField(key=c.key))
+    return models.Filter(
+        must=[_condition(x) for x in c.must] or None,
+        should=[_condition(x) for x in c.should] or None,
+        must_not=[_condition(x) for x in c.must_not] or None,
     )

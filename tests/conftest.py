@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from generation.llamacpp import LlamaCppGenerator, ensure_gguf
+from retrieval.base import Store
 from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.index import Index
-from retrieval.store import QdrantStore, Store
+from retrieval.store import QdrantStore
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,11 @@ import pytest
 
 from ingest.media import MediaIngest
 from ingest.pipeline import UNFINISHED_MARK, FileStatus, Ingestor, IngestReport, file_sha256
-from retrieval.base import Corpus, EncoderInfo, Item, Vectors, item_id
+from retrieval.base import Corpus, EncoderInfo, Item, Store, Vectors, item_id
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.errors import EncoderMismatchError
 from retrieval.index import Index
-from retrieval.store import QdrantStore, Store
+from retrieval.store import QdrantStore
 from tests.test_loaders import write_pdf
 
 

@@ -23,11 +23,10 @@ from generation.llamacpp import LlamaCppGenerator
 from ingest.images import ImageAnalyzer
 from ingest.pipeline import FileResult, FileStatus, Ingestor
 from ingest.roots import Roots
-from retrieval.base import Corpus
+from retrieval.base import Corpus, Store
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.errors import OutsideRootError
 from retrieval.index import Index
-from retrieval.store import Store
 from tests.conftest import serve_in_thread
 from tests.test_api import make_service
 

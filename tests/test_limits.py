@@ -31,11 +31,10 @@ from ingest.loaders import (
 )
 from ingest.media import MediaIngest
 from ingest.pipeline import FileStatus, Ingestor
-from retrieval.base import Corpus
+from retrieval.base import Corpus, Store
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.errors import LimitError
 from retrieval.index import Index
-from retrieval.store import Store
 from tests.test_ingest_pipeline import by_name, make_folder, search_sources
 from tests.test_loaders import write_pdf
 

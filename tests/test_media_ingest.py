@@ -19,12 +19,11 @@ from ingest.images import ImageAnalyzer, open_image
 from ingest.media import CnnImageEncoder, MediaIngest, _blank, visual_encoder_info
 from ingest.pipeline import FileStatus, Ingestor
 from ingest.video import SpeechRecognizer, VideoAnalyzer
-from retrieval.base import Corpus
+from retrieval.base import Corpus, Store
 from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.index import Index
 from retrieval.select import SelectConfig, select_hits
-from retrieval.store import Store
 from tests.test_loaders import write_pdf
 from tests.test_video import DURATION, SPEECH_AT, encode, needs_espeak, soundtrack
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.base import Corpus, EncoderInfo, Hit, Item, item_id
+from retrieval.base import Corpus, EncoderInfo, Hit, Item, Store, item_id
 from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.errors import ConfigError, EncoderMismatchError, StoreError
 from retrieval.index import Index
 from retrieval.sparse import BM25Encoder
-from retrieval.store import QdrantStore, Store
+from retrieval.store import QdrantStore
 
 # A small corpus in which one passage can only be found by its exact rare term
 # (a part number no encoder has seen), and one only by its meaning (no word shared
