@@ -33,10 +33,20 @@ def serialised(method: _M) -> _M:
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         mutex = self._mutex
-        if mutex is None:
-            return method(self, *args, **kwargs)
-        with mutex:
-            return method(self, *args, **kwargs)
+        try:
+            if mutex is None:
+                return method(self, *args, **kwargs)
+            with mutex:
+                return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as e:
+            # A server that went away after the store opened: the caller gets our error
+            # with the hint (the API answers 503), not the transport library's.
+            outage = self.outage(e)
+            if outage is None:
+                raise
+            raise outage from e
 
     return wrapper  # type: ignore[return-value]
 
@@ -64,6 +74,10 @@ class Engine(ABC):
 
     prefix: str
     _mutex: threading.RLock | None
+
+    def outage(self, error: Exception) -> StoreError | None:
+        """``error`` as a store outage, if it is one (an embedded engine has none)."""
+        return None
 
     def collection(self, corpus: Corpus) -> str:
         """The corpus' collection (or shard folder) name: ``<prefix>_<corpus>``."""

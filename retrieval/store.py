@@ -44,6 +44,12 @@ from retrieval.schema import (
 _UPSERT_BATCH = 256
 
 
+SERVER_HINT = (
+    "is the Qdrant server running? Start it (docker compose up -d qdrant) "
+    "or unset MMRAG_QDRANT_URL to use the embedded store"
+)
+
+
 class QdrantStore(Engine):
     """Collections of items, searched dense, sparse or hybrid (prefetch both, fuse by RRF).
 
@@ -100,12 +106,19 @@ class QdrantStore(Engine):
                     "set MMRAG_QDRANT_URL"
                 )
             elif url:
-                hint = (
-                    ": is the Qdrant server running? Start it (docker compose up -d qdrant) "
-                    "or unset MMRAG_QDRANT_URL to use the embedded store"
-                )
+                hint = f": {SERVER_HINT}"
             raise StoreError(f"cannot open the Qdrant store at {where}{hint} ({e})") from e
         self._known: dict[Corpus, tuple[EncoderInfo, EncoderInfo, EncoderInfo | None]] = {}
+
+    def outage(self, error: Exception) -> StoreError | None:
+        import httpx
+        from qdrant_client.http.exceptions import ResponseHandlingException
+
+        if self.remote and isinstance(
+            error, httpx.TransportError | ResponseHandlingException | ConnectionError
+        ):
+            return StoreError(f"the Qdrant server did not answer: {SERVER_HINT} ({error})")
+        return None
 
     # -- collections ---------------------------------------------------------------
 

@@ -7,7 +7,9 @@ OpenAI stream alike, never ``400 bad_input``. Against a real uvicorn server.
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,49 @@ def test_a_store_that_is_down_is_503_with_its_hint(tmp_path: Path) -> None:
         whole = http.post("/api/v1/ask", json={"question": "what is it?"})
         assert whole.status_code == 503
         assert whole.json()["error"]["code"] == "store_unavailable"
+
+
+class _QdrantThatAnswersOnce(http.server.BaseHTTPRequestHandler):
+    """Enough of Qdrant's REST API for a client to connect: its version and an empty
+    collection list. Stopping it is the outage (no real server can run here)."""
+
+    def do_GET(self) -> None:
+        body = (
+            {"result": {"collections": []}, "status": "ok", "time": 0.0}
+            if self.path.startswith("/collections")
+            else {"title": "qdrant", "version": "1.15.0"}
+        )
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_store_that_goes_down_later_is_503_with_its_hint(tmp_path: Path) -> None:
+    fake = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _QdrantThatAnswersOnce)
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    settings = Settings(
+        data_dir=tmp_path / "data", qdrant_url=f"http://127.0.0.1:{fake.server_port}"
+    )
+    service = Service(settings)
+    assert service.store is not None  # connected while the server was up
+    fake.shutdown()
+    fake.server_close()
+    with (
+        serve_in_thread(create_app(service)) as url,
+        httpx.Client(base_url=url, timeout=60) as http_client,
+    ):
+        response = http_client.get("/api/v1/corpora")
+        assert response.status_code == 503, response.text
+        error = response.json()["error"]
+        assert error["code"] == "store_unavailable"
+        assert "did not answer" in error["message"]
+        assert "docker compose up -d qdrant" in error["message"]
 
 
 def test_a_model_that_fails_to_load_is_503(
