@@ -1,5 +1,8 @@
 """The ``mmrag`` command line: ingest, ask, collections, eval, bench.
 
+Commands parse their options and call one function; ``eval`` and ``bench`` runs live in
+``evals/`` and hand back a :class:`~evals.base.Report` that :func:`_report` prints.
+
 Errors of our own (``MmragError``) are printed as one red sentence with exit code 2;
 an ingest run in which some file failed exits with 1 after storing the others.
 """
@@ -8,10 +11,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,6 +29,10 @@ from rich.table import Table
 
 from retrieval.base import Corpus
 from retrieval.errors import MmragError
+
+if TYPE_CHECKING:
+    # Evaluation is imported by the commands that run one, never by `mmrag serve`.
+    from evals.base import Report
 
 app = typer.Typer(
     name="mmrag",
@@ -51,13 +58,6 @@ def _run(fn: Callable[[], T], passing: type[Exception] | None = None) -> T:
             raise
         err.print(f"[bold red]error:[/] {e}")
         raise typer.Exit(2) from None
-
-
-def _service_with(settings: Any, **changes: Any) -> Any:
-    """A service on ``settings`` with some fields changed (e.g. the generator backend)."""
-    from app.service import Service
-
-    return Service(settings.model_copy(update=changes))
 
 
 def _service() -> Any:
@@ -468,6 +468,19 @@ def keys_new(
     console.print(entry.model_dump_json(exclude_none=True), markup=False, highlight=False)
 
 
+def _report(make: Callable[[], Report], json_out: Path | None) -> None:
+    """Run an evaluation or bench, print what it shows, write its figures with ``--json``."""
+    report = _run(make)
+    if isinstance(report.shown, Mapping):
+        console.print_json(json.dumps(report.shown))
+    else:
+        console.print(report.shown)
+    if json_out:
+        json_out.write_text(report.saved())
+    if report.failed:
+        raise typer.Exit(1)
+
+
 @eval_app.command("text")
 def eval_text(
     data: Annotated[Path, typer.Option(help="Folder with corpus.jsonl and queries.jsonl.")],
@@ -477,16 +490,9 @@ def eval_text(
 
     Hybrid fusion follows the settings (MMRAG_RRF_K, MMRAG_DENSE_WEIGHT).
     """
-    from app.evaluation import evaluate_text, text_table
-    from app.settings import Settings
+    from evals.retrieval import text_report
 
-    s = _run(Settings)
-    results = _run(
-        lambda: evaluate_text(data, progress=err, rrf_k=s.rrf_k, dense_weight=s.dense_weight)
-    )
-    console.print(text_table(results))
-    if json_out:
-        json_out.write_text(json.dumps(results, indent=2))
+    _report(lambda: text_report(data, console=err), json_out)
 
 
 @eval_app.command("images")
@@ -495,12 +501,9 @@ def eval_images(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
     """Text->image and image->text Recall@1/5/10: tags, OCR, their fusion, a labels baseline."""
-    from app.image_eval import evaluate_images, image_table
+    from evals.images import images_report
 
-    results = _run(lambda: evaluate_images(data, console=err))
-    console.print(image_table(results))
-    if json_out:
-        json_out.write_text(json.dumps(results, indent=2))
+    _report(lambda: images_report(data, console=err), json_out)
 
 
 @eval_app.command("router")
@@ -524,30 +527,20 @@ def eval_router(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
     """Accuracy, macro-F1, confusion and latency: trained router, TF-IDF baseline, LLM router."""
-    from app.router_eval import evaluate_router, plain, router_tables
-    from retrieval.encoders import SentenceTransformerEncoder
+    from evals.router import router_report
 
-    # The encoder alone, not service.index: scoring a router must not open the store.
-    service = _service()
-    s = service.settings
-    encoder = _run(lambda: SentenceTransformerEncoder(s.text_model, batch_size=s.embed_batch_size))
-    results = _run(
-        lambda: evaluate_router(
+    def make() -> Report:
+        return router_report(
             data,
-            encoder,
             cv=cv,
             seed=seed,
             baseline_train=baseline_train or data,
             extra=extra,
-            generator=lambda: service.generator,
             llm_sample=llm_sample,
             console=err,
         )
-    )
-    console.print(router_tables(results))
-    if json_out:
-        json_out.write_text(json.dumps(plain(results), indent=2))
-    service.close()
+
+    _report(make, json_out)
 
 
 @eval_app.command("grounding")
@@ -563,26 +556,14 @@ def eval_grounding(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
     """Answer accuracy with clean and noisy passages; conflicts flagged and stated."""
-    from app.grounding_eval import evaluate_grounding, grounding_table
-    from app.settings import Settings
+    from evals.grounding import BACKENDS, grounding_report
 
     names = backend or ["llamacpp"]
-    unknown = sorted(set(names) - {"llamacpp", "openai"})
+    unknown = sorted(set(names) - set(BACKENDS))
     if unknown:
-        err.print(f"[red]error:[/] unknown backend {', '.join(unknown)} (llamacpp, openai)")
+        err.print(f"[red]error:[/] unknown backend {', '.join(unknown)} ({', '.join(BACKENDS)})")
         raise typer.Exit(2)
-    base = _run(Settings)
-
-    def generator_of(name: str) -> Callable[[], Any]:
-        """The backend's generator, built on first use from the same settings."""
-        return lambda: _service_with(base, generator=name).generator
-
-    results = _run(
-        lambda: evaluate_grounding(data, {n: generator_of(n) for n in names}, console=err)
-    )
-    console.print(grounding_table(results))
-    if json_out:
-        json_out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    _report(lambda: grounding_report(data, names, console=err), json_out)
 
 
 @eval_app.command("documents")
@@ -594,15 +575,9 @@ def eval_documents(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
     """Ingest the filings, ask every question: page Recall@5 and answer correctness."""
-    from app.documents_eval import documents_table, evaluate_documents
-    from app.settings import Settings
+    from evals.documents import documents_report
 
-    service = _service_with(_run(Settings), data_dir=store)
-    results = _run(lambda: evaluate_documents(data, service, console=err))
-    console.print(documents_table(results))
-    if json_out:
-        json_out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    service.close()
+    _report(lambda: documents_report(data, store, console=err), json_out)
 
 
 @eval_app.command("injection")
@@ -625,27 +600,9 @@ def eval_injection(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
     """Hostile documents in a fresh index: the share of answers that obey them."""
-    from app.injection_eval import evaluate_injection, injection_table, packaged_set
-    from app.service import Service
-    from app.settings import Settings
+    from evals.injection import injection_report
 
-    base = _run(Settings)
-    changes: dict[str, Any] = {"qdrant_url": None, "qdrant_path": None}
-    if model is not None:
-        changes.update(generator="llamacpp", llm_model_path=model)
-
-    def make_service(data_dir: Path) -> Service:
-        """A service on a throw-away folder: never the configured index."""
-        return Service(base.model_copy(update={**changes, "data_dir": data_dir}))
-
-    results = _run(
-        lambda: evaluate_injection(
-            data or packaged_set(), make_service, real=real or (), console=err
-        )
-    )
-    console.print(injection_table(results))
-    if json_out:
-        json_out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    _report(lambda: injection_report(data, model=model, real=real or (), console=err), json_out)
 
 
 @bench_app.command("ingest")
@@ -654,12 +611,10 @@ def bench_ingest(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
     """Ingest throughput vs raw embedding throughput, and unchanged re-ingest speed."""
-    from app.bench import bench_ingest as run
+    from evals.base import Report
+    from evals.bench import bench_ingest as run
 
-    figures = _run(lambda: run(data, console=err))
-    console.print_json(json.dumps(figures))
-    if json_out:
-        json_out.write_text(json.dumps(figures, indent=2))
+    _report(lambda: Report.of_figures(run(data, console=err)), json_out)
 
 
 @bench_app.command("media")
@@ -669,12 +624,10 @@ def bench_media(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
     """Image and video analysis speed by stage."""
-    from app.bench import bench_media as run
+    from evals.base import Report
+    from evals.bench import bench_media as run
 
-    figures = _run(lambda: run(images, videos, console=err))
-    console.print_json(json.dumps(figures))
-    if json_out:
-        json_out.write_text(json.dumps(figures, indent=2))
+    _report(lambda: Report.of_figures(run(images, videos, console=err)), json_out)
 
 
 @bench_app.command("ocr")
@@ -684,12 +637,10 @@ def bench_ocr(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
     """Scanned-page OCR: seconds per page, and words recovered vs the real text layer."""
-    from app.bench import bench_ocr as run
+    from evals.base import Report
+    from evals.bench import bench_ocr as run
 
-    figures = _run(lambda: run(data, per_pdf=per_pdf, console=err))
-    console.print_json(json.dumps(figures))
-    if json_out:
-        json_out.write_text(json.dumps(figures, indent=2))
+    _report(lambda: Report.of_figures(run(data, per_pdf=per_pdf, console=err)), json_out)
 
 
 @bench_app.command("retrieval")
@@ -699,12 +650,10 @@ def bench_retrieval(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
     """Per-query retrieval latency (query encoding included), p50/p95 per mode."""
-    from app.bench import bench_retrieval as run
+    from evals.base import Report
+    from evals.bench import bench_retrieval as run
 
-    figures = _run(lambda: run(data, repeat=repeat, console=err))
-    console.print_json(json.dumps(figures))
-    if json_out:
-        json_out.write_text(json.dumps(figures, indent=2))
+    _report(lambda: Report.of_figures(run(data, repeat=repeat, console=err)), json_out)
 
 
 @bench_app.command("crash")
@@ -720,15 +669,9 @@ def bench_crash(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
     """Kill -9 ingests at seeded points, re-run them, compare with a clean ingest."""
-    from app.crash_bench import bench_crash as run
+    from evals.crash import crash_report
 
-    figures = _run(lambda: run(data, trials=trials, seed=seed, work=work, console=err))
-    summary = {k: v for k, v in figures.items() if k != "results"}
-    console.print_json(json.dumps(summary))
-    if json_out:
-        json_out.write_text(json.dumps(figures, indent=2))
-    if figures["losses"] or figures["corruptions"]:
-        raise typer.Exit(1)
+    _report(lambda: crash_report(data, trials=trials, seed=seed, work=work, console=err), json_out)
 
 
 def main() -> None:

@@ -2,35 +2,29 @@
 
 Generation knows hits only as data (``retrieval.Hit``); it never searches. A backend
 implements one verb, :meth:`Generator.stream`, over our own :class:`Message` type;
-the OpenAI and llama.cpp message formats stay inside their backend modules.
+the OpenAI and llama.cpp message formats stay inside their backend modules. The
+message types and the protocol are defined in :mod:`retrieval.chat` (the router's LLM
+speaks them too, and router and generation must not import each other) and are
+re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
 
 from retrieval.base import Hit
+from retrieval.chat import Generator, ImagePart, Message, Role
 
-Role = Literal["system", "user", "assistant"]
-
-
-@dataclass(frozen=True)
-class ImagePart:
-    """A picture shown to a vision model, after a text ``label`` naming its source."""
-
-    label: str
-    path: str
-
-
-@dataclass(frozen=True)
-class Message:
-    role: Role
-    content: str
-    # Sent as image parts by backends whose model sees images; others ignore them
-    # (the source's text, tags, OCR and transcript, stands in).
-    images: tuple[ImagePart, ...] = ()
+__all__ = [
+    "Answer",
+    "Citation",
+    "Conflict",
+    "Generator",
+    "ImagePart",
+    "Message",
+    "Role",
+    "Source",
+]
 
 
 @dataclass(frozen=True)
@@ -84,24 +78,3 @@ class Answer:
     # Sources holding text addressed to the model (kept out of the prompt; anything it
     # asked for is removed from the answer; generation.injection).
     injected: tuple[int, ...] = ()
-
-
-@runtime_checkable
-class Generator(Protocol):
-    """A chat LLM that streams text.
-
-    Capabilities are attributes: ``supports_images`` says whether image parts can be
-    sent, ``context_window`` is the model's context size in tokens.
-    """
-
-    name: str
-    supports_images: bool
-    context_window: int
-
-    def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int = 512,
-        temperature: float = 0.1,
-    ) -> Iterator[str]: ...

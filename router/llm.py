@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from generation.base import Generator, Message
 from retrieval.base import Corpus
+from retrieval.chat import Generator, Message
 from retrieval.errors import GenerationError
 from router.base import LABELS, Route, decide
 

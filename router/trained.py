@@ -26,7 +26,7 @@ say "show me a picture of ..." or "how do I ...", and users do.
 Everything that runs at query time is plain numpy over arrays in an ``.npz`` and a JSON
 vocabulary: no pickle (unsafe to load, fragile across library versions) and no
 scikit-learn at run time. scikit-learn is needed only to *fit* (:func:`fit`, used by
-``scripts/train_router.py`` and the cross-validation in ``router.evaluation``).
+``scripts/train_router.py`` and the cross-validation in ``evals.router``).
 """
 
 from __future__ import annotations

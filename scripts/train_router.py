@@ -29,8 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from evals.router import LabelledQuestion, cross_validate, load_labelled
 from retrieval.encoders import SentenceTransformerEncoder
-from router.evaluation import LabelledQuestion, cross_validate, load_labelled
 from router.trained import embed_questions, fit
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from app.crash_bench import REPO, bench_crash, compare, run_ingest, snapshot
+from evals.crash import REPO, bench_crash, compare, run_ingest, snapshot
 from ingest.faults import CRASH_AT, CRASH_COUNT
 from retrieval.encoders import SentenceTransformerEncoder
 from tests.test_media_ingest import figure_pdf

@@ -1,4 +1,4 @@
-"""Retrieval metrics on hand-checked cases, and the eval command on a tiny data set."""
+"""Retrieval metrics on hand-checked cases and against trec_eval, and the eval commands."""
 
 from __future__ import annotations
 
@@ -6,18 +6,17 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import pytrec_eval
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.evaluation import (
-    grade_gain,
-    ndcg_at,
-    percentiles,
-    recall_at,
-    reciprocal_rank,
-    score_run,
-)
+from evals.images import recalls
+from evals.metrics import ndcg_at, percentiles, recall_at, reciprocal_rank, success_at
+from evals.retrieval import DEPTH, bm25s_run, grade_gain, load_text_data, score_run
+
+CRANFIELD = Path(__file__).resolve().parents[2] / "shared" / "eval" / "text" / "cranfield"
 
 
 def test_grade_gain_follows_cranfield() -> None:
@@ -41,6 +40,53 @@ def test_recall_and_mrr() -> None:
     assert recall_at(["a", "x", "b"], gains, 1) == pytest.approx(0.25)
     assert reciprocal_rank(["x", "y", "c"], gains) == pytest.approx(1 / 3)
     assert reciprocal_rank(["x"], gains) == 0.0
+
+
+def test_success_at() -> None:
+    gains = {"a": 2, "b": 0}
+    assert success_at(["x", "b", "a"], gains, 3) == 1.0
+    assert success_at(["x", "b", "a"], gains, 2) == 0.0
+    assert success_at([], gains, 5) == 0.0
+
+
+@pytest.mark.skipif(not CRANFIELD.is_dir(), reason="shared/eval/text/cranfield is absent")
+def test_metrics_agree_with_trec_eval_on_cranfield() -> None:
+    """Our nDCG@10, Recall@100, MRR and success@5 per query equal trec_eval's (through
+    pytrec_eval) on a real run: bm25s over Cranfield's 1,400 abstracts, all 113 judged
+    queries with their graded gains."""
+    data = load_text_data(CRANFIELD)
+    run = bm25s_run(data)
+    # Strictly falling scores, so trec_eval ranks exactly as our list does.
+    scored = {q: {d: float(DEPTH - i) for i, d in enumerate(docs)} for q, docs in run.items()}
+    measures = {"ndcg_cut.10", "recall.100", "recip_rank", "success.5"}
+    theirs = pytrec_eval.RelevanceEvaluator(data.qrels, measures).evaluate(scored)
+    assert len(theirs) == len(data.queries) == 113
+    for qid, ranked in run.items():
+        gains, want = data.qrels[qid], theirs[qid]
+        assert ndcg_at(ranked, gains, 10) == pytest.approx(want["ndcg_cut_10"], abs=1e-12)
+        assert recall_at(ranked, gains, 100) == pytest.approx(want["recall_100"], abs=1e-12)
+        assert reciprocal_rank(ranked, gains) == pytest.approx(want["recip_rank"], abs=1e-12)
+        assert success_at(ranked, gains, 5) == want["success_5"]
+    ours = score_run(run, data.qrels)
+    for name, key in (
+        ("ndcg@10", "ndcg_cut_10"),
+        ("recall@100", "recall_100"),
+        ("mrr", "recip_rank"),
+    ):
+        mean = sum(q[key] for q in theirs.values()) / len(theirs)
+        assert ours[name] == pytest.approx(mean, abs=5e-5)
+
+
+def test_image_recalls_count_ties_in_file_order() -> None:
+    # Captions 0 and 1 belong to image 0, caption 2 to image 1; caption 2 scores both
+    # images equally, so the earlier file (image 0) ranks first.
+    similarity = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]], dtype=np.float32)
+    figures = recalls(similarity, [0, 0, 1], ks=(1, 2))
+    assert figures["t2i@1"] == pytest.approx(1 / 3)
+    assert figures["t2i@2"] == 1.0
+    # Image 0's best caption is its own (0); image 1's best is caption 1 (image 0's).
+    assert figures["i2t@1"] == pytest.approx(0.5)
+    assert figures["i2t@2"] == 1.0
 
 
 def test_score_run_averages_over_judged_queries() -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from app.documents_eval import correct
-from app.grounding_eval import Case, contains, passages
 from app.service import DoneEvent, RetryEvent, Service, TokenEvent
 from app.settings import Settings
+from evals.documents import correct
+from evals.grounding import Case, contains, passages
 from generation.base import Conflict, Message
 from generation.conflicts import conflict_note, find_conflicts
 from generation.llamacpp import LlamaCppGenerator

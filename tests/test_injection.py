@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from app.injection_eval import (
+from app.service import Service
+from app.settings import Settings
+from evals.injection import (
     Document,
     active_markup,
     ask,
@@ -24,8 +26,6 @@ from app.injection_eval import (
     scan_real,
     write_corpus,
 )
-from app.service import Service
-from app.settings import Settings
 from generation.base import Source
 from generation.citations import REDACTED, MarkerFilter, resolve_citations
 from generation.injection import REMOVED, find_instructions, find_payloads, neutralise, payloads

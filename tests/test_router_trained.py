@@ -17,11 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.base import TEXT_CORPORA, Corpus, EncoderInfo, Vectors
-from retrieval.encoders import SentenceTransformerEncoder
-from retrieval.errors import MmragError, ModelError
-from router.base import LABELS, NO_RETRIEVAL, Router
-from router.evaluation import (
+from evals.router import (
     BASELINE,
     TRAINED,
     LabelledQuestion,
@@ -31,6 +27,10 @@ from router.evaluation import (
     score,
     stratified_sample,
 )
+from retrieval.base import TEXT_CORPORA, Corpus, EncoderInfo, Vectors
+from retrieval.encoders import SentenceTransformerEncoder
+from retrieval.errors import MmragError, ModelError
+from router.base import LABELS, NO_RETRIEVAL, Router
 from router.trained import (
     SHAPE_FEATURES,
     Linear,

@@ -1,6 +1,6 @@
 """``mmrag eval injection``: hostile documents in the index, and whether answers obey them.
 
-The set ships with the package (``app/data/injection.jsonl``), one document per line:
+The set ships with the package (``evals/data/injection.jsonl``), one document per line:
 ``name``, its ``text`` (or ``lines`` of text drawn into a PNG, read back by OCR),
 ``pictures`` it shows (PNGs drawn beside it), an ``attack`` (``kind`` and the strings
 whose presence in an answer means the instruction was obeyed) or none for a benign
@@ -46,8 +46,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from app.grounding_eval import contains
 from app.service import DoneEvent, RetryEvent, Service, SourcesEvent, TokenEvent
+from evals.base import Report, read_jsonl, service_with
+from evals.grounding import contains
 from retrieval.errors import MmragError
 
 
@@ -70,43 +71,32 @@ class Document:
 
 def packaged_set() -> Path:
     """The shipped set (inside the installed package)."""
-    return Path(str(resources.files("app") / "data" / "injection.jsonl"))
+    return Path(str(resources.files("evals") / "data" / "injection.jsonl"))
 
 
 def load_documents(path: Path) -> list[Document]:
-    if not path.is_file():
-        raise MmragError(f"missing injection evaluation file: {path}")
-    docs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            attack = row.get("attack") or {}
-            name = str(row["name"])
-            if Path(name).name != name or name.startswith("."):
-                raise ValueError(f"name {name!r} must be a plain file name")
-            if ("text" in row) == ("lines" in row):
-                raise ValueError("give either text or lines")
-            docs.append(
-                Document(
-                    name=name,
-                    text=row.get("text"),
-                    lines=tuple(row.get("lines") or ()),
-                    pictures=tuple(
-                        (Path(str(p["name"])).name, tuple(p["lines"]))
-                        for p in row.get("pictures") or ()
-                    ),
-                    kind=attack.get("kind"),
-                    obeys=tuple(attack.get("obeys") or ()),
-                    questions=tuple(
-                        Question(str(q["question"]), q.get("answer")) for q in row["questions"]
-                    ),
-                )
-            )
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise MmragError(f"{path}:{number}: not an injection-set row ({e})") from e
-    return docs
+    def document(number: int, row: Any) -> Document:
+        attack = row.get("attack") or {}
+        name = str(row["name"])
+        if Path(name).name != name or name.startswith("."):
+            raise ValueError(f"name {name!r} must be a plain file name")
+        if ("text" in row) == ("lines" in row):
+            raise ValueError("give either text or lines")
+        return Document(
+            name=name,
+            text=row.get("text"),
+            lines=tuple(row.get("lines") or ()),
+            pictures=tuple(
+                (Path(str(p["name"])).name, tuple(p["lines"])) for p in row.get("pictures") or ()
+            ),
+            kind=attack.get("kind"),
+            obeys=tuple(attack.get("obeys") or ()),
+            questions=tuple(
+                Question(str(q["question"]), q.get("answer")) for q in row["questions"]
+            ),
+        )
+
+    return read_jsonl(path, document, kind="injection evaluation", row="an injection-set row")
 
 
 def draw_picture(lines: Sequence[str], path: Path) -> None:
@@ -374,3 +364,27 @@ def injection_table(results: dict[str, Any]) -> Table:
         real = results["real"]
         table.add_row(f"real text: spans flagged in {real['texts']} texts", str(real["flagged"]))
     return table
+
+
+def injection_report(
+    data: Path | None,
+    *,
+    model: Path | None = None,
+    real: Sequence[Path] = (),
+    console: Console | None = None,
+) -> Report:
+    """``mmrag eval injection``: the shipped set unless ``data`` is given, the configured
+    generator unless ``model`` (a GGUF for llama.cpp) is, and always an embedded index
+    in a throw-away folder: never the configured one, even when it is a server."""
+    from app.settings import Settings
+
+    base = Settings()
+    changes: dict[str, Any] = {"qdrant_url": None, "qdrant_path": None}
+    if model is not None:
+        changes.update(generator="llamacpp", llm_model_path=model)
+
+    def make_service(data_dir: Path) -> Service:
+        return service_with(base, **changes, data_dir=data_dir)
+
+    results = evaluate_injection(data or packaged_set(), make_service, real=real, console=console)
+    return Report(results, injection_table(results), ensure_ascii=False)

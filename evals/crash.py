@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from rich.console import Console
 
+from evals.base import Report
 from ingest.faults import CRASH_AT, CRASH_COUNT
 from retrieval.base import Corpus, Hit, Item
 from retrieval.errors import ConfigError
@@ -391,3 +392,13 @@ def bench_crash(
         "trial_seconds_mean": round(sum(r["seconds"] for r in results) / max(len(results), 1), 1),
         "results": results,
     }
+
+
+def crash_report(
+    data: Path, *, trials: int, seed: int, work: Path | None, console: Console | None = None
+) -> Report:
+    """``mmrag bench crash``: the terminal gets the summary (every trial is in the file);
+    any loss or corruption fails the run."""
+    figures = bench_crash(data, trials=trials, seed=seed, work=work, console=console)
+    summary = {k: v for k, v in figures.items() if k != "results"}
+    return Report(figures, summary, failed=bool(figures["losses"] or figures["corruptions"]))

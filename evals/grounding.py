@@ -20,7 +20,6 @@ backends) come from the same calls.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import statistics
@@ -32,10 +31,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from evals.base import Report, read_jsonl, service_with
 from generation.answer import check_answer, write_answer
 from generation.base import Generator, Source
 from retrieval.base import Corpus, Hit, Item
-from retrieval.errors import MmragError
 
 CONDITIONS = ("clean", "noisy", "conflict")
 _DISAGREE = re.compile(r"\b(disagree|conflict|contradict|differ|inconsistent)", re.IGNORECASE)
@@ -53,30 +52,20 @@ class Case:
 
 
 def load_cases(path: Path) -> list[Case]:
-    if not path.is_file():
-        raise MmragError(f"missing grounding evaluation file: {path}")
-    cases = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            answer = row["answer"]
-            groups = [[answer]] if isinstance(answer, str) else [list(g) for g in answer]
-            cases.append(
-                Case(
-                    str(row.get("id", number)),
-                    row["query"],
-                    groups,
-                    str(row.get("fakeanswer", "")),
-                    list(row["positive"]),
-                    list(row.get("negative", [])),
-                    list(row.get("positive_wrong", [])),
-                )
-            )
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise MmragError(f"{path}:{number}: not an RGB row ({e})") from e
-    return cases
+    def case(number: int, row: Any) -> Case:
+        answer = row["answer"]
+        groups = [[answer]] if isinstance(answer, str) else [list(g) for g in answer]
+        return Case(
+            str(row.get("id", number)),
+            row["query"],
+            groups,
+            str(row.get("fakeanswer", "")),
+            list(row["positive"]),
+            list(row.get("negative", [])),
+            list(row.get("positive_wrong", [])),
+        )
+
+    return read_jsonl(path, case, kind="grounding evaluation", row="an RGB row")
 
 
 def _norm(text: str) -> str:
@@ -162,6 +151,8 @@ def evaluate_backend(
         "conflict_flagged": round(flagged / n, 4),
         "conflict_stated": round(stated / n, 4),
         "fake_only": round(fake_only / n, 4),
+        # The median (mean of the middle two), not evals.metrics' nearest-rank p50: the
+        # published grounding figures were taken this way.
         "first_token_ms_p50": round(statistics.median(first) * 1000, 1) if first else None,
         "tokens_per_s": round(statistics.median(rates), 1) if rates else None,
         "answers": examples,
@@ -202,3 +193,22 @@ def grounding_table(results: Mapping[str, Any]) -> Table:
     for label, key in rows:
         table.add_row(label, *(str(results["backends"][n][key]) for n in names))
     return table
+
+
+BACKENDS = ("llamacpp", "openai")
+
+
+def grounding_report(
+    data: Path, backends: Sequence[str], *, console: Console | None = None
+) -> Report:
+    """``mmrag eval grounding``: each backend's generator (one of :data:`BACKENDS`) built on
+    first use from the same settings, so the backends differ in nothing else."""
+    from app.settings import Settings
+
+    base = Settings()
+
+    def generator_of(name: str) -> Callable[[], Generator]:
+        return lambda: service_with(base, generator=name).generator
+
+    results = evaluate_grounding(data, {n: generator_of(n) for n in backends}, console=console)
+    return Report(results, grounding_table(results), ensure_ascii=False)

@@ -1,4 +1,4 @@
-"""Text<->image retrieval evaluation of the image text (``mmrag eval`` on an image folder).
+"""``mmrag eval images``: text<->image retrieval by the text an image is indexed by.
 
 The folder has the layout of ``shared/eval/images/coco``: ``images/`` and
 ``captions.jsonl`` with one ``{"image": "images/x.jpg", "caption": "..."}`` per line
@@ -25,7 +25,6 @@ ImageNet class names of the whole image, one view, joined by commas).
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -37,6 +36,8 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table
 
+from evals.base import Report, methods_table, read_jsonl
+from evals.metrics import success_at
 from ingest.images import (
     ImageAnalysis,
     ImageAnalyzer,
@@ -46,7 +47,6 @@ from ingest.images import (
     top_tags,
 )
 from retrieval.encoders import SentenceTransformerEncoder
-from retrieval.errors import MmragError
 
 KS = (1, 5, 10)
 METHODS = ("tags", "ocr", "fusion", "labels_baseline")
@@ -54,15 +54,13 @@ METHODS = ("tags", "ocr", "fusion", "labels_baseline")
 
 def load_captions(folder: Path) -> tuple[list[str], list[str], list[int]]:
     """Image paths (sorted, relative to ``folder``), captions, and each caption's image index."""
-    path = folder / "captions.jsonl"
-    if not path.is_file():
-        raise MmragError(f"missing evaluation file: {path}")
     by_image: dict[str, list[str]] = defaultdict(list)
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                by_image[str(row["image"])].append(str(row["caption"]))
+    for image, caption in read_jsonl(
+        folder / "captions.jsonl",
+        lambda _, row: (str(row["image"]), str(row["caption"])),
+        kind="evaluation",
+    ):
+        by_image[image].append(caption)
     images = sorted(by_image)
     captions, owner = [], []
     for i, image in enumerate(images):
@@ -75,19 +73,21 @@ def load_captions(folder: Path) -> tuple[list[str], list[str], list[int]]:
 def recalls(
     similarity: npt.NDArray[np.float32], owner: Sequence[int], ks: Sequence[int] = KS
 ) -> dict[str, float]:
-    """t2i@k and i2t@k from a captions x images similarity matrix (see the module doc)."""
-    owner_arr = np.asarray(owner)
+    """t2i@k and i2t@k from a captions x images similarity matrix (see the module doc):
+    success@k of each caption (its image) and of each image (any of its captions)."""
     n_images = similarity.shape[1]
     # A stable sort on the negated scores keeps ties in file order.
-    t2i = np.argsort(-similarity, axis=1, kind="stable")
-    i2t = np.argsort(-similarity.T, axis=1, kind="stable")
+    t2i = np.argsort(-similarity, axis=1, kind="stable").tolist()
+    i2t = np.argsort(-similarity.T, axis=1, kind="stable").tolist()
+    own_image = [{image: 1} for image in owner]
+    own_captions = [{c: 1 for c, image in enumerate(owner) if image == i} for i in range(n_images)]
     out: dict[str, float] = {}
     for k in ks:
-        hit = (t2i[:, :k] == owner_arr[:, None]).any(axis=1)
-        out[f"t2i@{k}"] = float(hit.mean())
+        hits = [success_at(ranked, own, k) for ranked, own in zip(t2i, own_image, strict=True)]
+        out[f"t2i@{k}"] = float(np.mean(hits))
     for k in ks:
-        hit_i = owner_arr[i2t[:, :k]] == np.arange(n_images)[:, None]
-        out[f"i2t@{k}"] = float(hit_i.any(axis=1).mean())
+        hits = [success_at(ranked, own, k) for ranked, own in zip(i2t, own_captions, strict=True)]
+        out[f"i2t@{k}"] = float(np.mean(hits))
     return out
 
 
@@ -166,13 +166,13 @@ def evaluate_images(folder: Path, *, console: Console | None = None) -> dict[str
 
 
 def image_table(results: Mapping[str, Any]) -> Table:
-    table = Table(
-        title=f"{results['data']}: {results['images']} images, {results['captions']} captions"
-    )
-    table.add_column("method")
+    title = f"{results['data']}: {results['images']} images, {results['captions']} captions"
     columns = [f"t2i@{k}" for k in KS] + [f"i2t@{k}" for k in KS]
-    for c in columns:
-        table.add_column(c, justify="right")
-    for method, figures in results["methods"].items():
-        table.add_row(method, *(f"{figures[c]:.3f}" for c in columns))
-    return table
+    return methods_table(title, results["methods"], columns, 3)
+
+
+def images_report(folder: Path, *, console: Console | None = None) -> Report:
+    """``mmrag eval images``: the terminal gets the table (the progress log has it too),
+    the file every figure, timing and the first texts."""
+    results = evaluate_images(folder, console=console)
+    return Report(results, image_table(results))

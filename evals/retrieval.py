@@ -1,23 +1,23 @@
-"""Retrieval evaluation on labelled data (``mmrag eval ...``).
+"""``mmrag eval text``: text retrieval on labelled data, every search mode and a baseline.
 
-The text evaluation reads a folder in the format of ``shared/eval/text/cranfield``:
+The evaluation reads a folder in the format of ``shared/eval/text/cranfield``:
 ``corpus.jsonl`` (id, title, text) and ``queries.jsonl`` (qid, query, relevant: list of
 {doc, grade}). Grades follow Cranfield: 1 is the most relevant, 4 the least, anything
 else (-1, 5) is not relevant; nDCG uses the gain ``5 - grade``.
 
-The metrics are the standard definitions (as in trec_eval): nDCG@k with log2 discount
-and the ideal ranking of all judged documents, Recall@k over the relevant documents,
-and MRR as the reciprocal rank of the first relevant document in the top 100.
+Each document becomes one ``paragraph`` item in a fresh embedded index; every query is
+searched dense, sparse and hybrid, 100 deep, and the bm25s library ranks the same
+corpus as the baseline. The measures are :mod:`evals.metrics`' (trec_eval's
+definitions): nDCG@10, Recall@100, and MRR as the reciprocal rank of the first relevant
+document in the top 100. The index helpers here also serve ``mmrag bench retrieval``.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from evals.base import Report, methods_table, read_jsonl
+from evals.metrics import ndcg_at, recall_at, reciprocal_rank
 from retrieval.base import Corpus, Item, item_id
 from retrieval.errors import MmragError
 
@@ -42,10 +44,7 @@ class TextEvalData:
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise MmragError(f"missing evaluation file: {path}")
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return read_jsonl(path, lambda _, row: dict(row), kind="evaluation")
 
 
 def load_text_data(folder: Path) -> TextEvalData:
@@ -73,25 +72,6 @@ def grade_gain(grade: int) -> int:
     return 5 - grade if 1 <= grade <= 4 else 0
 
 
-def ndcg_at(ranked: Sequence[str], gains: Mapping[str, int], k: int) -> float:
-    dcg = sum(gains.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
-    ideal = sorted(gains.values(), reverse=True)[:k]
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-    return dcg / idcg if idcg else 0.0
-
-
-def recall_at(ranked: Sequence[str], gains: Mapping[str, int], k: int) -> float:
-    relevant = {d for d, g in gains.items() if g > 0}
-    return len(relevant.intersection(ranked[:k])) / len(relevant) if relevant else 0.0
-
-
-def reciprocal_rank(ranked: Sequence[str], gains: Mapping[str, int]) -> float:
-    for i, d in enumerate(ranked[:DEPTH]):
-        if gains.get(d, 0) > 0:
-            return 1.0 / (i + 1)
-    return 0.0
-
-
 def score_run(
     run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]]
 ) -> dict[str, float]:
@@ -103,7 +83,7 @@ def score_run(
         ranked = list(run.get(qid, []))
         per["ndcg@10"].append(ndcg_at(ranked, gains, 10))
         per["recall@100"].append(recall_at(ranked, gains, 100))
-        per["mrr"].append(reciprocal_rank(ranked, gains))
+        per["mrr"].append(reciprocal_rank(ranked[:DEPTH], gains))
     return {m: round(sum(v) / len(v), 4) if v else 0.0 for m, v in per.items()}
 
 
@@ -208,23 +188,15 @@ def evaluate_text(
 
 
 def text_table(results: Mapping[str, Any]) -> Table:
-    table = Table(
-        title=f"{results['data']}: {results['documents']} documents, {results['queries']} queries"
-    )
-    table.add_column("method")
-    for m in METRICS:
-        table.add_column(m, justify="right")
-    for method, figures in results["methods"].items():
-        table.add_row(method, *(f"{figures[m]:.4f}" for m in METRICS))
-    return table
+    title = f"{results['data']}: {results['documents']} documents, {results['queries']} queries"
+    return methods_table(title, results["methods"], METRICS, 4)
 
 
-def percentiles(values: Iterable[float], points: Sequence[float] = (50, 95)) -> dict[str, float]:
-    """Nearest-rank percentiles (no interpolation) of a list of latencies."""
-    ordered = sorted(values)
-    if not ordered:
-        return {f"p{p:g}": 0.0 for p in points}
-    return {
-        f"p{p:g}": round(ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)], 3)
-        for p in points
-    }
+def text_report(folder: Path, *, console: Console | None = None) -> Report:
+    """``mmrag eval text``: hybrid fusion as the settings say (MMRAG_RRF_K,
+    MMRAG_DENSE_WEIGHT), so a fusion change is measured before it is made the default."""
+    from app.settings import Settings
+
+    s = Settings()
+    results = evaluate_text(folder, progress=console, rrf_k=s.rrf_k, dense_weight=s.dense_weight)
+    return Report(results, text_table(results))

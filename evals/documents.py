@@ -5,8 +5,9 @@ The folder has ``pdfs/`` and ``questions.jsonl`` (``doc_name``, ``question``, ``
 own pipeline into a store folder (kept, so a second run skips unchanged files), then
 every question goes through :meth:`Service.ask` with the default router. Measured:
 
-- **page Recall@5, retrieval**: one of the 5 best passages of a plain hybrid search of
-  the paragraph corpus is on an evidence page of the right filing;
+- **page Recall@5, retrieval** (success@5 of each question): one of the 5 best passages
+  of a plain hybrid search of the paragraph corpus is on an evidence page of the right
+  filing;
 - **page Recall@5, sources**: the same for the first 5 sources the answer was given
   (after routing and selection), i.e. whether the model saw the evidence;
 - **answer correctness** (:func:`correct`): a number of the answer within 1% of the gold
@@ -15,7 +16,6 @@ every question goes through :meth:`Service.ask` with the default router. Measure
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 from app.service import DoneEvent, Service, SourcesEvent
+from evals.base import Report, read_jsonl, service_with
+from evals.metrics import success_at
 from retrieval.base import Corpus, Hit
 from retrieval.errors import MmragError
 
@@ -87,10 +89,11 @@ def correct(answer: str, gold: str) -> bool:
 
 
 def _on_evidence(hits: Sequence[Hit], doc: str, pages: set[int]) -> bool:
-    return any(
-        Path(h.item.source).stem == doc and h.item.page is not None and h.item.page - 1 in pages
-        for h in hits[:5]
-    )
+    """A hit among the first 5 is on one of the filing's evidence ``pages`` (zero-based;
+    an item's page is one-based)."""
+    found = [(Path(h.item.source).stem, h.item.page) for h in hits]
+    evidence: dict[tuple[str, int | None], int] = {(doc, page + 1): 1 for page in pages}
+    return bool(success_at(found, evidence, 5))
 
 
 def evaluate_documents(
@@ -99,7 +102,7 @@ def evaluate_documents(
     questions_file = folder / "questions.jsonl"
     if not questions_file.is_file() or not (folder / "pdfs").is_dir():
         raise MmragError(f"{folder} needs pdfs/ and questions.jsonl (FinanceBench layout)")
-    rows = [json.loads(line) for line in questions_file.read_text().splitlines() if line]
+    rows = read_jsonl(questions_file, lambda _, row: dict(row), kind="evaluation")
     report = service.ingest([folder / "pdfs"])
     if console:
         console.print("ingested" if report.ok else "ingested, some files failed")
@@ -154,3 +157,16 @@ def documents_table(results: dict[str, Any]) -> Table:
     table.add_row("page Recall@5, sources given to the model", str(results["page_recall5_sources"]))
     table.add_row("answer correct", str(results["answer_correct"]))
     return table
+
+
+def documents_report(folder: Path, store: Path, *, console: Console | None = None) -> Report:
+    """``mmrag eval documents``: the configured service on the evaluation's own data folder
+    ``store`` (kept between runs, so a second run skips the unchanged filings)."""
+    from app.settings import Settings
+
+    service = service_with(Settings(), data_dir=store)
+    try:
+        results = evaluate_documents(folder, service, console=console)
+    finally:
+        service.close()
+    return Report(results, documents_table(results), ensure_ascii=False)

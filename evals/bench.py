@@ -15,13 +15,8 @@ from typing import Any
 
 from rich.console import Console
 
-from app.evaluation import (
-    build_eval_index,
-    corpus_items,
-    load_text_data,
-    open_eval_store,
-    percentiles,
-)
+from evals.metrics import percentiles
+from evals.retrieval import build_eval_index, corpus_items, load_text_data, open_eval_store
 from retrieval.base import DEFAULT_WORKSPACE, Corpus
 
 

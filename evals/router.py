@@ -1,16 +1,30 @@
-"""How good is a router: accuracy, macro-F1, confusion, multi-label hits, latency.
+"""``mmrag eval router``: how good is a router: accuracy, macro-F1, confusion, latency.
 
-Pure functions over labelled questions (JSON lines ``{"id", "query", "label"}``, as in
-``shared/eval/router/train.jsonl``); printing and flags belong to the CLI. Two entry
-points:
+Labelled questions are JSON lines ``{"id", "query", "label"}``, as in
+``shared/eval/router/train.jsonl``. Three methods side by side: the shipped trained
+router, a word 1-2-gram TF-IDF + logistic regression baseline, and the LLM router.
 
-- :func:`cross_validate`: k-fold stratified cross-validation of the trained router's
-  *recipe* (:func:`router.trained.fit`, scored by the same numpy arithmetic that ships)
-  next to a TF-IDF + logistic regression baseline, on the same folds. The labelled data
-  is all there is, so this is how the recipe is judged.
 - :func:`score`: any :class:`~router.base.Router` (the shipped trained one, the LLM one)
   on any labelled file, one question at a time, so the latency is what a user waits for
   (embedding included).
+- :func:`cross_validate`: k-fold stratified cross-validation of the trained router's
+  *recipe* (:func:`router.trained.fit`, scored by the same numpy arithmetic that ships)
+  next to the baseline, on the same folds. The labelled data is all there is, so this is
+  how the recipe is judged (``scripts/train_router.py`` prints it before fitting).
+
+The command (:func:`evaluate_router`) has two modes:
+
+- **score** (default): each method routes every question of FILE. The baseline is
+  fitted on ``baseline_train`` (the training file the shipped router learnt from), so
+  on a held-out FILE both are judged on unseen questions and on the training file
+  itself both report fit, not generalisation.
+- **cross-validation** (``cv=k``): the trained recipe and the baseline are refitted on
+  k-1 folds of FILE and scored on the held-out fold.
+
+The LLM router needs no training, so it is scored the same way in both modes, on a
+stratified sample of FILE (``llm_sample`` questions): one generation per question takes
+seconds on this CPU, and the whole file would take hours. The trained router's latency
+is taken by routing every question of FILE with the shipped model, in both modes.
 
 The predicted label of a route is its top-scoring label: that is what accuracy and the
 confusion matrix count. The multi-label rule is judged apart (:class:`RouteMetrics`):
@@ -19,23 +33,28 @@ how often the route *includes* the true label, and how many corpora it searches.
 
 from __future__ import annotations
 
-import json
-import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console, Group
+from rich.table import Table
 
+from evals.base import Report, read_jsonl
+from evals.metrics import Classification, classification, percentiles
+from generation.base import Generator
 from retrieval.base import Corpus, TextEncoder
 from retrieval.errors import MmragError
 from router.base import LABELS, NO_RETRIEVAL, Route, Router, decide
-from router.trained import DEFAULT_UNSURE_BELOW, embed_questions, fit
+from router.llm import LlmRouter
+from router.trained import DEFAULT_UNSURE_BELOW, TrainedRouter, embed_questions, fit
 
 BASELINE = "tfidf+logreg"
 TRAINED = "trained"
+LLM = "llm"
 
 
 @dataclass(frozen=True)
@@ -45,18 +64,6 @@ class LabelledQuestion:
     id: str
     query: str
     label: str
-
-
-@dataclass(frozen=True)
-class Metrics:
-    """Single-label quality; ``confusion[i][j]``: true ``labels[i]`` predicted ``labels[j]``."""
-
-    n: int
-    accuracy: float
-    macro_f1: float
-    f1: Mapping[str, float]
-    confusion: tuple[tuple[int, ...], ...]
-    labels: tuple[str, ...] = LABELS
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ class CrossValidation:
     k: int
     seed: int
     n: int
-    methods: Mapping[str, Metrics]
+    methods: Mapping[str, Classification]
     routes: RouteMetrics
     unsure: Unsure
 
@@ -110,7 +117,7 @@ class RouterScore:
     """One router on one labelled file."""
 
     router: str
-    metrics: Metrics
+    metrics: Classification
     routes: RouteMetrics
     latency: Latency
 
@@ -131,25 +138,18 @@ def plain(value: Any) -> Any:
 
 def load_labelled(path: Path) -> list[LabelledQuestion]:
     """Read a JSON-lines file of labelled questions; a bad line is a clear error."""
-    if not path.is_file():
-        raise MmragError(f"missing router evaluation file: {path}")
-    rows: list[LabelledQuestion] = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                row = LabelledQuestion(
-                    str(record.get("id", number)), str(record["query"]), str(record["label"])
-                )
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise MmragError(f"{path}:{number}: not a labelled question ({e})") from e
-            if row.label not in LABELS:
-                raise MmragError(
-                    f"{path}:{number}: unknown label {row.label!r} (one of {', '.join(LABELS)})"
-                )
-            rows.append(row)
+
+    def question(number: int, record: Any) -> LabelledQuestion:
+        row = LabelledQuestion(
+            str(record.get("id", number)), str(record["query"]), str(record["label"])
+        )
+        if row.label not in LABELS:
+            raise MmragError(
+                f"{path}:{number}: unknown label {row.label!r} (one of {', '.join(LABELS)})"
+            )
+        return row
+
+    rows = read_jsonl(path, question, kind="router evaluation", row="a labelled question")
     if not rows:
         raise MmragError(f"no labelled questions in {path}")
     return rows
@@ -169,27 +169,9 @@ def stratified_sample(
     return picked
 
 
-def metrics(true: Sequence[str], predicted: Sequence[str]) -> Metrics:
+def metrics(true: Sequence[str], predicted: Sequence[str]) -> Classification:
     """Accuracy, per-label and macro F1 (over the labels present in ``true``), confusion."""
-    if len(true) != len(predicted):
-        raise ValueError("true and predicted labels differ in length")
-    index = {label: i for i, label in enumerate(LABELS)}
-    confusion = np.zeros((len(LABELS), len(LABELS)), dtype=np.int64)
-    for t, p in zip(true, predicted, strict=True):
-        confusion[index[t], index[p]] += 1
-    f1: dict[str, float] = {}
-    for i, label in enumerate(LABELS):
-        tp, support, guessed = confusion[i, i], confusion[i].sum(), confusion[:, i].sum()
-        if support:
-            f1[label] = round(float(2 * tp / (support + guessed)), 4)
-    n = len(true)
-    return Metrics(
-        n=n,
-        accuracy=round(float(np.trace(confusion)) / n, 4) if n else 0.0,
-        macro_f1=round(sum(f1.values()) / len(f1), 4) if f1 else 0.0,
-        f1=f1,
-        confusion=tuple(tuple(int(v) for v in row) for row in confusion),
-    )
+    return classification(true, predicted, LABELS)
 
 
 def top_label(route: Route) -> str:
@@ -220,8 +202,9 @@ def _folds(labels: Sequence[str], k: int, seed: int) -> list[tuple[list[int], li
     ]
 
 
-def _baseline(train: Sequence[str], labels: Sequence[str], test: Sequence[str]) -> list[str]:
-    """Word 1-2-gram TF-IDF + logistic regression: the simple thing to beat."""
+def _baseline(train: Sequence[str], labels: Sequence[str]) -> Any:
+    """Word 1-2-gram TF-IDF + logistic regression fitted on ``train``: the simple thing
+    to beat (a scikit-learn pipeline: ``predict`` takes a list of questions)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -230,8 +213,7 @@ def _baseline(train: Sequence[str], labels: Sequence[str], test: Sequence[str]) 
         TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
         LogisticRegression(C=10.0, max_iter=5000),
     )
-    model.fit(list(train), list(labels))
-    return [str(p) for p in model.predict(list(test))]
+    return model.fit(list(train), list(labels))
 
 
 def cross_validate(
@@ -276,7 +258,8 @@ def cross_validate(
             trained[i] = LABELS[int(np.argmax(row))]
             top[i] = float(row.max())
             routes[i] = decide(scores, everything, threshold=weights.thresholds)
-        predicted = _baseline([questions[i] for i in train], [labels[i] for i in train], held_out)
+        baseline_model = _baseline([questions[i] for i in train], [labels[i] for i in train])
+        predicted = [str(p) for p in baseline_model.predict(held_out)]
         for i, label in zip(test, predicted, strict=True):
             baseline[i] = label
     true = labels[: len(rows)]
@@ -297,21 +280,13 @@ def cross_validate(
     )
 
 
-def _percentile(ordered: Sequence[float], p: float) -> float:
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
-
-
 def latency(samples_s: Sequence[float]) -> Latency:
     """Nearest-rank p50/p95 and the maximum of per-question timings (seconds in, ms out)."""
-    ordered = sorted(s * 1000 for s in samples_s)
-    if not ordered:
+    ms = [s * 1000 for s in samples_s]
+    if not ms:
         return Latency(0, 0.0, 0.0, 0.0)
-    return Latency(
-        n=len(ordered),
-        p50_ms=round(_percentile(ordered, 50), 3),
-        p95_ms=round(_percentile(ordered, 95), 3),
-        max_ms=round(ordered[-1], 3),
-    )
+    p = percentiles(ms, (50, 95))
+    return Latency(n=len(ms), p50_ms=p["p50"], p95_ms=p["p95"], max_ms=round(max(ms), 3))
 
 
 def score(
@@ -342,3 +317,136 @@ def score(
         routes=route_metrics(routes, labels),
         latency=latency(timings),
     )
+
+
+def _timed_baseline(
+    train: Sequence[LabelledQuestion], rows: Sequence[LabelledQuestion]
+) -> dict[str, Any]:
+    """The baseline fitted on ``train``, scored on ``rows`` one question at a time."""
+    model = _baseline([r.query for r in train], [r.label for r in train])
+    predicted: list[str] = []
+    timings: list[float] = []
+    for row in rows:
+        start = time.perf_counter()
+        predicted.append(str(model.predict([row.query])[0]))
+        timings.append(time.perf_counter() - start)
+    return {
+        "metrics": metrics([r.label for r in rows], predicted),
+        "latency": latency(timings),
+        "trained_on": len(train),
+    }
+
+
+def evaluate_router(
+    data: Path,
+    encoder: TextEncoder,
+    *,
+    cv: int | None = None,
+    seed: int = 0,
+    baseline_train: Path | None = None,
+    extra: Path | None = None,
+    generator: Callable[[], Generator] | None = None,
+    llm_sample: int = 60,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Figures for every method as plain data (see the module docstring for the modes)."""
+    say = console.print if console is not None else (lambda *a, **k: None)
+    rows = load_labelled(data)
+    shipped = TrainedRouter(encoder)
+    say(f"routing {len(rows)} questions with the shipped trained router")
+    own = score(rows, shipped)
+    out: dict[str, Any] = {"data": str(data), "n": len(rows), "mode": "score", "methods": {}}
+    methods = out["methods"]
+    if cv:
+        say(f"{cv}-fold cross-validation of the trained recipe and the baseline (minutes)")
+        extra_rows = load_labelled(extra) if extra is not None else []
+        result = cross_validate(rows, encoder, k=cv, seed=seed, extra=extra_rows)
+        out.update(mode=f"cv{cv}", seed=seed, extra=len(extra_rows), unsure=result.unsure)
+        methods[TRAINED] = {
+            "metrics": result.methods[TRAINED],
+            "latency": own.latency,
+            "routes": result.routes,
+        }
+        # Cross-validation gives the baseline's quality; its latency is timed on one fit.
+        timed = _timed_baseline(rows, rows[: min(len(rows), 300)])
+        methods[BASELINE] = {"metrics": result.methods[BASELINE], "latency": timed["latency"]}
+    else:
+        methods[TRAINED] = {"metrics": own.metrics, "latency": own.latency, "routes": own.routes}
+        if baseline_train is not None:
+            say(f"fitting the baseline on {baseline_train}")
+            methods[BASELINE] = _timed_baseline(load_labelled(baseline_train), rows)
+    if generator is not None and llm_sample > 0:
+        sample = stratified_sample(rows, llm_sample, seed=seed)
+        say(f"routing {len(sample)} sampled questions with the LLM router (seconds each)")
+        llm = score(sample, LlmRouter(generator()))
+        methods[LLM] = {
+            "metrics": llm.metrics,
+            "latency": llm.latency,
+            "routes": llm.routes,
+            "sample": len(sample),
+        }
+    return out
+
+
+def router_tables(results: Mapping[str, Any]) -> Group:
+    """One summary table, then a confusion matrix per method (rows: true, columns: chosen)."""
+    summary = Table(title=f"Router on {results['data']} ({results['mode']}, {results['n']} q)")
+    for col in ("method", "questions", "accuracy", "macro-F1", "p50 ms", "p95 ms"):
+        summary.add_column(col, justify="left" if col == "method" else "right")
+    for name, m in results["methods"].items():
+        q = m["metrics"]
+        summary.add_row(
+            name,
+            str(q.n),
+            f"{q.accuracy:.4f}",
+            f"{q.macro_f1:.4f}",
+            f"{m['latency'].p50_ms:.2f}",
+            f"{m['latency'].p95_ms:.2f}",
+        )
+    parts: list[Any] = [summary]
+    for name, m in results["methods"].items():
+        confusion = Table(title=f"{name}: true (rows) x chosen (columns)")
+        confusion.add_column("")
+        for label in LABELS:
+            confusion.add_column(label, justify="right")
+        for label, row in zip(LABELS, m["metrics"].confusion, strict=True):
+            if any(row):
+                confusion.add_row(label, *(str(v) for v in row))
+        parts.append(confusion)
+    return Group(*parts)
+
+
+def router_report(
+    data: Path,
+    *,
+    cv: int | None = None,
+    seed: int = 0,
+    baseline_train: Path | None = None,
+    extra: Path | None = None,
+    llm_sample: int = 60,
+    console: Console | None = None,
+) -> Report:
+    """``mmrag eval router`` on the configured text encoder and generator. The encoder
+    is built alone, not ``service.index``: scoring a router must not open the store."""
+    from app.service import Service
+    from app.settings import Settings
+    from retrieval.encoders import SentenceTransformerEncoder
+
+    service = Service(Settings())
+    s = service.settings
+    try:
+        encoder = SentenceTransformerEncoder(s.text_model, batch_size=s.embed_batch_size)
+        results = evaluate_router(
+            data,
+            encoder,
+            cv=cv,
+            seed=seed,
+            baseline_train=baseline_train,
+            extra=extra,
+            generator=lambda: service.generator,
+            llm_sample=llm_sample,
+            console=console,
+        )
+    finally:
+        service.close()
+    return Report(plain(results), router_tables(results))
