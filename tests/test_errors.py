@@ -161,3 +161,18 @@ def test_a_model_that_fails_to_load_is_503(
 @pytest.fixture(autouse=True)
 def _no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MMRAG_API_KEYS", raising=False)
+
+
+def test_rate_limits_count_in_the_configured_storage() -> None:
+    from app.security import RateLimiter
+    from retrieval.errors import ConfigError
+
+    limiter = RateLimiter(2, "memory://", "requests")
+    assert limiter.blocked("a") is None  # testing does not count
+    assert limiter.check("a") is None and limiter.check("a") is None
+    wait = limiter.check("a")
+    assert wait is not None and 0 < wait <= 60
+    assert limiter.check("b") is None  # another client has its own window
+    assert RateLimiter(2, "memory://", "renders").check("a") is None  # its own storage
+    with pytest.raises(ConfigError, match="MMRAG_RATE_LIMIT_STORAGE"):
+        RateLimiter(2, "nosuch://host", "requests")
