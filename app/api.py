@@ -31,7 +31,6 @@ import binascii
 import io
 import json
 import logging
-import math
 import queue
 import threading
 import time
@@ -77,7 +76,7 @@ from app.settings import Role, Settings
 from app.uploads import Uploads, UploadTooLarge, public_message, safe_name
 from generation.base import Answer
 from retrieval.base import Corpus, Hit
-from retrieval.errors import GenerationError, MmragError
+from retrieval.errors import GenerationError, LoaderError, MmragError
 
 log = logging.getLogger("mmrag.api")
 STATIC = Path(__file__).parent / "static"
@@ -1195,42 +1194,15 @@ class PageRenders:
 
 
 def render_page(pdf: Path, page: int, max_pixels: int, max_scale: float = 1.5) -> bytes:
-    """One page of a PDF as PNG bytes, at most ``max_pixels`` pixels.
+    """One page of a PDF as PNG bytes, at most ``max_pixels`` pixels
+    (:func:`ingest.pdfium.render_png`, under pdfium's lock: ingestion may be inside it)."""
+    from ingest import pdfium
 
-    Pages can be declared any size (14400 pt squares exist): the scale is chosen from the
-    page's size before rendering, so memory and time stay bounded. pdfium is not
-    thread-safe and ingestion may be inside it: its lock is held throughout.
-    """
-    import pypdfium2 as pdfium
-    from PIL import Image
-
-    from ingest.loaders import PDFIUM_LOCK
-
-    with PDFIUM_LOCK:
-        try:
-            document = pdfium.PdfDocument(str(pdf))
-        except pdfium.PdfiumError as e:
-            raise ApiError(422, "unreadable", f"{pdf.name} is not a readable PDF") from e
-        try:
-            if page > len(document):
-                raise ApiError(
-                    404, "not_found", f"{pdf.name} has {len(document)} pages, not {page}"
-                )
-            handle = document[page - 1]
-            try:
-                width, height = handle.get_size()
-                area = max(width * height, 1.0)
-                scale = min(max_scale, math.sqrt(max_pixels / area))
-                bitmap = handle.render(scale=scale)
-                image: Image.Image = bitmap.to_pil()
-            finally:
-                handle.close()
-        except pdfium.PdfiumError as e:
-            raise ApiError(
-                422, "unreadable", f"page {page} of {pdf.name} cannot be rendered"
-            ) from e
-        finally:
-            document.close()
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
+    try:
+        return pdfium.render_png(pdf, page, max_pixels=max_pixels, max_scale=max_scale)
+    except pdfium.PageOutOfRangeError as e:
+        raise ApiError(404, "not_found", f"{pdf.name} has {e.pages} pages, not {page}") from e
+    except pdfium.PageRenderError as e:
+        raise ApiError(422, "unreadable", f"page {page} of {pdf.name} cannot be rendered") from e
+    except LoaderError as e:
+        raise ApiError(422, "unreadable", f"{pdf.name} is not a readable PDF") from e

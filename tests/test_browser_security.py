@@ -19,7 +19,7 @@ import pytest
 from app.api import create_app
 from app.service import Service
 from generation.llamacpp import LlamaCppGenerator
-from ingest.images import ImageAnalyzer
+from ingest.images.describe import CnnImageAnalyzer
 from retrieval.encoders import SentenceTransformerEncoder
 from tests.conftest import serve_in_thread
 from tests.test_api import make_service
@@ -42,7 +42,7 @@ def served(
     llm: LlamaCppGenerator,
 ) -> Iterator[tuple[str, Service]]:
     root = tmp_path_factory.mktemp("browser-security")
-    service = make_service(root, encoder, llm, ImageAnalyzer(), api_keys=KEYS, max_tokens=48)
+    service = make_service(root, encoder, llm, CnnImageAnalyzer(), api_keys=KEYS, max_tokens=48)
     with serve_in_thread(create_app(service)) as url:
         yield url, service
     service.close()
