@@ -139,7 +139,8 @@ def ingest(
     ] = False,
 ) -> None:
     """Ingest documents, images and videos into the index."""
-    from ingest.pipeline import FileResult, FileStatus, walk
+    from ingest.base import FileResult, FileStatus
+    from ingest.roots import walk
 
     service = _service()
     _ = _run(lambda: service.store)  # a folder held by another process: say so before the bars
@@ -187,7 +188,7 @@ def ingest(
 
 
 def _ingest_summary(report: Any) -> None:
-    from ingest.pipeline import FileStatus
+    from ingest.base import FileStatus
 
     table = Table(title="Ingest summary")
     table.add_column("status")

@@ -7,14 +7,13 @@ cached and rate limited (see ``routes/media.py``).
 
 from __future__ import annotations
 
-import io
-import math
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from app.errors import ApiError
+from retrieval.errors import LoaderError
 
 
 class PageRenders:
@@ -49,42 +48,15 @@ class PageRenders:
 
 
 def render_page(pdf: Path, page: int, max_pixels: int, max_scale: float = 1.5) -> bytes:
-    """One page of a PDF as PNG bytes, at most ``max_pixels`` pixels.
+    """One page of a PDF as PNG bytes, at most ``max_pixels`` pixels
+    (:func:`ingest.pdfium.render_png`, under pdfium's lock: ingestion may be inside it)."""
+    from ingest import pdfium
 
-    Pages can be declared any size (14400 pt squares exist): the scale is chosen from the
-    page's size before rendering, so memory and time stay bounded. pdfium is not
-    thread-safe and ingestion may be inside it: its lock is held throughout.
-    """
-    import pypdfium2 as pdfium
-    from PIL import Image
-
-    from ingest.loaders import PDFIUM_LOCK
-
-    with PDFIUM_LOCK:
-        try:
-            document = pdfium.PdfDocument(str(pdf))
-        except pdfium.PdfiumError as e:
-            raise ApiError(422, "unreadable", f"{pdf.name} is not a readable PDF") from e
-        try:
-            if page > len(document):
-                raise ApiError(
-                    404, "not_found", f"{pdf.name} has {len(document)} pages, not {page}"
-                )
-            handle = document[page - 1]
-            try:
-                width, height = handle.get_size()
-                area = max(width * height, 1.0)
-                scale = min(max_scale, math.sqrt(max_pixels / area))
-                bitmap = handle.render(scale=scale)
-                image: Image.Image = bitmap.to_pil()
-            finally:
-                handle.close()
-        except pdfium.PdfiumError as e:
-            raise ApiError(
-                422, "unreadable", f"page {page} of {pdf.name} cannot be rendered"
-            ) from e
-        finally:
-            document.close()
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
+    try:
+        return pdfium.render_png(pdf, page, max_pixels=max_pixels, max_scale=max_scale)
+    except pdfium.PageOutOfRangeError as e:
+        raise ApiError(404, "not_found", f"{pdf.name} has {e.pages} pages, not {page}") from e
+    except pdfium.PageRenderError as e:
+        raise ApiError(422, "unreadable", f"page {page} of {pdf.name} cannot be rendered") from e
+    except LoaderError as e:
+        raise ApiError(422, "unreadable", f"{pdf.name} is not a readable PDF") from e

@@ -20,7 +20,8 @@ from typing import Any
 from app.pipeline import PipelineConfig, build_graph
 from app.settings import Settings
 from generation.base import Answer, Generator
-from ingest.pipeline import Ingestor, IngestReport, ProgressFn, StepFn
+from ingest.base import ImageAnalyzer, IngestReport, ProgressFn, StepFn, VideoAnalyzer
+from ingest.pipeline import Ingestor
 from retrieval.base import DEFAULT_WORKSPACE, Corpus, Hit, ImageEncoder, Scope, Store
 from retrieval.index import Index
 from retrieval.select import SelectConfig
@@ -144,16 +145,17 @@ class Service:
         return CnnImageEncoder(lambda: self.image_analyzer)
 
     @cached_property
-    def image_analyzer(self) -> Any:
-        from ingest.images import ImageAnalyzer
+    def image_analyzer(self) -> ImageAnalyzer:
+        from ingest.images.describe import CnnImageAnalyzer
 
-        return ImageAnalyzer(threads=self.settings.llm_threads)
+        return CnnImageAnalyzer(threads=self.settings.llm_threads)
 
     @cached_property
-    def video_analyzer(self) -> Any:
-        from ingest.video import SpeechRecognizer, VideoAnalyzer
+    def video_analyzer(self) -> VideoAnalyzer:
+        from ingest.video.analyzer import PyAVVideoAnalyzer
+        from ingest.video.speech import SpeechRecognizer
 
-        return VideoAnalyzer(SpeechRecognizer(cpu_threads=self.settings.llm_threads))
+        return PyAVVideoAnalyzer(SpeechRecognizer(cpu_threads=self.settings.llm_threads))
 
     @cached_property
     def generator(self) -> Generator:
@@ -337,7 +339,7 @@ class Service:
         cancel = cancel or threading.Event()
         state: dict[str, Any] = {"question": question, "workspaces": workspaces, "cancel": cancel}
         if image is not None:
-            from ingest.images import open_image
+            from ingest.images.decode import open_image
 
             state["image"] = open_image(image)
         final: dict[str, Any] = {}

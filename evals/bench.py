@@ -37,9 +37,9 @@ def bench_ingest(data: Path, console: Console | None = None) -> dict[str, Any]:
     """Raw embedding speed of the passages of ``data`` vs ingesting them, then re-ingest."""
     from app.service import Service
     from app.settings import Settings
-    from ingest.chunking import chunk
+    from ingest.document_items import document_items
     from ingest.loaders import load_file
-    from ingest.pipeline import walk
+    from ingest.roots import walk
     from retrieval.errors import MmragError
 
     with tempfile.TemporaryDirectory(prefix="mmrag-bench-") as tmp:
@@ -50,15 +50,13 @@ def bench_ingest(data: Path, console: Console | None = None) -> dict[str, Any]:
         for path in walk([data]):
             try:
                 doc = load_file(path, ingestor.loaders)
+                passages, _ = document_items(
+                    "", "", doc, workspace=DEFAULT_WORKSPACE,
+                    target_words=ingestor.target_words, max_words=ingestor.max_words,
+                )  # fmt: skip
             except MmragError:
                 continue
-            for n, p in enumerate(
-                chunk(doc, target_words=ingestor.target_words, max_words=ingestor.max_words)
-            ):
-                texts.append(
-                    ingestor._passage_item("", "", doc, p, n, "", DEFAULT_WORKSPACE).embed_text
-                    or p.text
-                )
+            texts += [p.embed_text or p.text for p in passages]
         parse_s = time.perf_counter() - start
         if console:
             console.print(f"[dim]{len(texts)} passages parsed in {parse_s:.1f} s; embedding...[/]")
@@ -149,10 +147,12 @@ def bench_retrieval(data: Path, repeat: int = 3, console: Console | None = None)
 def bench_media(images: Path, videos: Path, console: Console | None = None) -> dict[str, Any]:
     """Images/s per stage (decode, CNN tags, OCR, the rest) and video seconds per wall
     second per stage (decode, scene cuts, keyframes, speech), models loaded first."""
-    from ingest.images import IMAGE_SUFFIXES, ImageAnalyzer, open_image
-    from ingest.video import VIDEO_SUFFIXES, SpeechRecognizer, VideoAnalyzer
+    from ingest.images.decode import IMAGE_SUFFIXES, open_image
+    from ingest.images.describe import CnnImageAnalyzer
+    from ingest.video.analyzer import VIDEO_SUFFIXES, PyAVVideoAnalyzer
+    from ingest.video.speech import SpeechRecognizer
 
-    analyzer = ImageAnalyzer()
+    analyzer = CnnImageAnalyzer()
     speech = SpeechRecognizer()
     speech.load()
     image_files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -176,7 +176,7 @@ def bench_media(images: Path, videos: Path, console: Console | None = None) -> d
     }
     if console:
         console.print(f"[dim]images: {image_figures}[/]")
-    video_analyzer = VideoAnalyzer(speech)
+    video_analyzer = PyAVVideoAnalyzer(speech)
     totals: dict[str, float] = {}
     media_seconds = 0.0
     per_video = []
@@ -224,11 +224,11 @@ def bench_ocr(data: Path, per_pdf: int = 2, console: Console | None = None) -> d
     import re
     from collections import Counter
 
-    import pypdfium2 as pdfium
-
-    from ingest.images import ImageAnalyzer
-    from ingest.loaders import PdfLoader
+    from ingest.images.describe import CnnImageAnalyzer
     from ingest.media import MediaIngest
+    from ingest.pdf import PdfLoader
+    from ingest.pdfium import render_page
+    from ingest.video.analyzer import PyAVVideoAnalyzer
 
     def words(text: str) -> Counter[str]:
         return Counter(re.findall(r"[a-z0-9]+", text.lower()))
@@ -239,25 +239,26 @@ def bench_ocr(data: Path, per_pdf: int = 2, console: Console | None = None) -> d
         doc = loader.load(pdf_path)
         texted = [n for n, t in enumerate(doc.texts, 1) if len(t.split()) >= 100]
         chosen = [texted[int(i * len(texted) / per_pdf)] for i in range(per_pdf)] if texted else []
-        pdf = pdfium.PdfDocument(str(pdf_path))
-        try:
-            for n in chosen:
-                scan = pdf[n - 1].render(scale=200 / 72, grayscale=True).to_pil()
-                pages.append((pdf_path.name, n, scan, doc.page_text(n)))
-        finally:
-            pdf.close()
-    analyzer = ImageAnalyzer()
+        for n in chosen:
+            scan = render_page(pdf_path, n, dpi=200, grey=True)
+            pages.append((pdf_path.name, n, scan, doc.page_text(n)))
+    analyzer = CnnImageAnalyzer()
     media = MediaIngest(
-        Path(tempfile.gettempdir()), image_analyzer=lambda: analyzer, video_analyzer=lambda: None
+        Path(tempfile.gettempdir()),
+        image_analyzer=lambda: analyzer,
+        video_analyzer=lambda: PyAVVideoAnalyzer(None),  # never called: no videos here
     )
     analyzer.read_text(pages[0][2])  # warm-up, untimed
+
     # mmrag's page OCR (page engine + respacing) against RapidOCR with its defaults (the
     # photo engine, no respacing) on the very same 200-dpi renders.
-    from ingest.media import _render_pdf_page
+    def rapidocr_defaults(scanned: Path) -> str:
+        image = render_page(scanned, 1)
+        return analyzer.read_text(image) if image is not None else ""
 
     methods: dict[str, Any] = {
         "mmrag": lambda scanned: media.ocr_pages(scanned, [1]).get(1, ""),
-        "rapidocr_defaults": lambda scanned: analyzer.read_text(_render_pdf_page(scanned, 1)),
+        "rapidocr_defaults": rapidocr_defaults,
     }
     scores: dict[str, dict[str, list[float]]] = {
         m: {"recall": [], "precision": [], "seconds": []} for m in methods

@@ -156,8 +156,9 @@ def _ranked(hits: Mapping[Corpus, Sequence[Hit]], top: int = 5) -> dict[str, lis
 
 def snapshot(data_dir: Path, encoder: Any) -> Snapshot:
     """Read the index and media folder under ``data_dir`` (no process may hold it)."""
+    from ingest.images.describe import CnnImageAnalyzer
     from ingest.media import CnnImageEncoder
-    from ingest.pipeline import media_files
+    from ingest.versions import media_files
     from retrieval.edge_store import EdgeStore
     from retrieval.index import Index
 
@@ -172,7 +173,8 @@ def snapshot(data_dir: Path, encoder: Any) -> Snapshot:
             for i in found:
                 versions.setdefault(i.source, set()).add(i.content_hash)
                 used.update(_relative(f, data_dir) for f in media_files(i))
-        index = Index(store, encoder, visual=CnnImageEncoder(lambda: None))
+        # The CNN is never loaded: these searches are by text.
+        index = Index(store, encoder, visual=CnnImageEncoder(CnnImageAnalyzer))
         searches = {q: _ranked(index.search(q, list(Corpus), limit=8)) for q in QUERIES}
     finally:
         store.close()

@@ -19,7 +19,7 @@ Ties (e.g. every image without OCR text has the same empty text) are broken by t
 order of the files, so a method that says nothing scores at chance, not better.
 
 Methods: ``tags`` (tags with glosses only), ``ocr`` (OCR text only), ``fusion`` (the
-full :func:`ingest.images.image_text`, as indexed), and ``labels_baseline`` (the top-5
+full :func:`ingest.images.describe.image_text`, as indexed), and ``labels_baseline`` (the top-5
 ImageNet class names of the whole image, one view, joined by commas).
 """
 
@@ -38,14 +38,10 @@ from rich.table import Table
 
 from evals.base import Report, methods_table, read_jsonl
 from evals.metrics import success_at
-from ingest.images import (
-    ImageAnalysis,
-    ImageAnalyzer,
-    image_text,
-    open_image,
-    tags_text,
-    top_tags,
-)
+from ingest.base import ImageAnalysis
+from ingest.images.classify import top_tags
+from ingest.images.decode import open_image
+from ingest.images.describe import CnnImageAnalyzer, image_text, tags_text
 from retrieval.encoders import SentenceTransformerEncoder
 
 KS = (1, 5, 10)
@@ -117,7 +113,7 @@ def evaluate_images(folder: Path, *, console: Console | None = None) -> dict[str
         console.print(f"[dim]decoded {len(images)} images in {decode_s:.1f} s[/]")
 
     start = time.perf_counter()
-    analyzer = ImageAnalyzer()
+    analyzer = CnnImageAnalyzer()
     load_s = time.perf_counter() - start
     stage: dict[str, float] = {}
     analyses = analyzer.analyze(images, timings=stage)

@@ -266,7 +266,7 @@ def scan_real(paths: Sequence[Path]) -> dict[str, Any]:
     from generation.injection import find_instructions
     from ingest.base import loaders_by_suffix
     from ingest.loaders import default_loaders, load_file
-    from ingest.pipeline import walk
+    from ingest.roots import walk
 
     loaders = loaders_by_suffix(default_loaders())
     texts = chars = 0

@@ -1,19 +1,35 @@
-"""Value types and the loader protocol of the ingest stage.
+"""Value types and protocols of the ingest stage.
 
-A loader turns one file into a :class:`ParsedDocument`: its text as a list of
+A :class:`Loader` turns one file into a :class:`ParsedDocument`: its text as a list of
 :class:`Section` (a run of text with its page and heading path). The chunker turns
 sections into :class:`Passage` objects of a searchable size; the ingest pipeline turns
 passages into ``retrieval.Item`` objects and stores them.
+
+Pictures and recordings go through analysers instead: an :class:`ImageAnalyzer`
+describes decoded images (:class:`ImageAnalysis`), a :class:`VideoAnalyzer` cuts a file
+into clips (:class:`VideoAnalysis`). Their models are large, so ``ingest/media.py``
+takes them as factories and builds each on first use.
+
+An ingest run reports what it did with each file (:class:`FileResult`) and in all
+(:class:`IngestReport`).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # for annotations only: `import ingest.base` stays light (no numpy, PIL)
+    import numpy as np
+    import numpy.typing as npt
+    from PIL import Image
+
+    from retrieval.base import EncoderInfo
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,143 @@ def loaders_by_suffix(loaders: Sequence[Loader]) -> dict[str, Loader]:
     return {s: loader for loader in loaders for s in loader.suffixes}
 
 
+# --- pictures ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageAnalysis:
+    """What mmrag knows about one image, in plain types.
+
+    ``tags`` are (label, weight) pairs, strongest first; the weight is the classifier's
+    probability averaged over the views (0..1, they do not sum to 1 after the cut).
+    ``ocr_text`` holds the confident OCR lines, one per line, in reading order as found.
+    ``exif`` has string values under ``date_taken`` (ISO 8601), ``camera_make`` and
+    ``camera_model`` when present (nothing else, in particular no GPS position).
+    ``features`` is the L2-normalised 1280-d visual vector; ``thumbnail`` a JPEG whose
+    longer side is at most 384 pixels.
+    """
+
+    width: int
+    height: int
+    tags: tuple[tuple[str, float], ...]
+    ocr_text: str
+    exif: dict[str, str] = field(hash=False)
+    features: npt.NDArray[np.float32] = field(repr=False, compare=False, hash=False)
+    thumbnail: bytes = field(repr=False)
+
+
+class ImageAnalyzer(Protocol):
+    """Describes decoded images (``ingest.images.decode.open_image``) in words and vectors.
+
+    ``analyze`` gives one :class:`ImageAnalysis` per image, in order. ``classify`` is the
+    cheap part alone, for a question asked with a photo: mean class probabilities
+    (n x classes) and L2-normalised visual features (n x ``info.dim``). ``read_page``
+    reads the text of a scanned document page (a line per line found), which wants other
+    OCR settings than a photo. ``info`` names what made the features, so a collection
+    can refuse vectors of another model. The backend: ``ingest.images.describe``.
+    """
+
+    info: EncoderInfo
+
+    def analyze(self, images: Sequence[Image.Image]) -> list[ImageAnalysis]: ...
+
+    def classify(
+        self, images: Sequence[Image.Image]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+
+    def read_page(self, image: Image.Image) -> str: ...
+
+
+# --- recordings -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One stretch of recognised speech; ``start`` and ``end`` are media seconds."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A scene-based piece of a video, the unit of the ``clip`` corpus.
+
+    ``t_start`` / ``t_end`` are seconds from the start of the file, on frame
+    timestamps (a cut is the presentation time of the first frame of the new scene),
+    so a player seeking to ``t_start`` shows the clip's first frame. Clips are
+    contiguous and cover ``[0, duration]``. ``keyframes`` are JPEG files (longest side
+    at most the analyzer's ``keyframe_size``) taken at ``keyframe_times``; audio-only
+    files have none. ``transcript`` joins the ``segments`` whose midpoint lies in the
+    clip.
+    """
+
+    index: int
+    t_start: float
+    t_end: float
+    keyframes: tuple[Path, ...]
+    transcript: str
+    segments: tuple[Segment, ...]
+    keyframe_times: tuple[float, ...] = ()
+
+    @property
+    def duration(self) -> float:
+        return self.t_end - self.t_start
+
+
+@dataclass(frozen=True)
+class VideoAnalysis:
+    """Everything the ``clip`` and ``video`` corpora need from one file.
+
+    ``width``/``height`` are the coded size of the video stream (``None`` for audio
+    only). ``has_audio`` is true when an audio stream was present and at least partly
+    decodable. ``warnings`` carries non-fatal notes for the ingest report (damaged
+    stream, misleading suffix, truncated file). ``timings`` holds wall seconds per
+    stage: ``decode`` (demuxing, decoding, resampling), ``scenes`` (signatures, cut
+    search), ``keyframes`` (choosing, scaling, JPEG), ``speech`` and ``total``.
+    """
+
+    source: str
+    title: str
+    duration: float
+    width: int | None
+    height: int | None
+    has_audio: bool
+    clips: tuple[Clip, ...]
+    transcript: str
+    segments: tuple[Segment, ...]
+    warnings: tuple[str, ...] = ()
+    container_format: str = ""
+    fps: float | None = None
+    keyframes_only: bool = False
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def has_video(self) -> bool:
+        return self.width is not None
+
+
+class VideoAnalyzer(Protocol):
+    """Reads a video or audio file once into clips, keyframes and a transcript.
+
+    ``analyze`` writes the keyframes into ``keyframe_dir`` as
+    ``<name>-c<clip>-<k>.jpg`` (``name`` must differ per version of a file, so a new
+    version never overwrites what a stored one shows) and calls ``progress`` with the
+    fraction done (0 to 1). A file with nothing decodable is a
+    ``retrieval.errors.LoaderError`` naming it. The backend: ``ingest.video.analyzer``.
+    """
+
+    def analyze(
+        self,
+        path: Path,
+        keyframe_dir: Path,
+        progress: Callable[[float], None] | None = None,
+        *,
+        name: str | None = None,
+    ) -> VideoAnalysis: ...
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that it is either the old file or the whole new one.
 
@@ -115,3 +268,50 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+# --- the outcome of an ingest run --------------------------------------------------------
+
+
+class FileStatus(StrEnum):
+    """What an ingest run did with one file."""
+
+    ADDED = "added"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"  # found in a folder, of a type mmrag does not read
+    FAILED = "failed"
+    REMOVED = "removed"  # gone from an ingested folder (``prune``): its items deleted
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one file."""
+
+    path: str
+    status: FileStatus
+    passages: int = 0
+    pages: int | None = None
+    message: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """The outcome of one ingest run; ``ok`` is False when any file failed."""
+
+    files: tuple[FileResult, ...]
+    seconds: float
+    embedded: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(f.status is not FileStatus.FAILED for f in self.files)
+
+    def count(self, status: FileStatus) -> int:
+        return sum(1 for f in self.files if f.status is status)
+
+
+ProgressFn = Callable[[FileResult], None]
+# (file, fraction done) while one long file (a video) is being analysed.
+StepFn = Callable[[str, float], None]

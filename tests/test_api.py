@@ -23,7 +23,7 @@ from app.settings import Settings
 from app.ui import mount_ui as with_ui
 from generation.llamacpp import LlamaCppGenerator
 from generation.openai_compat import OpenAIGenerator
-from ingest.images import ImageAnalyzer
+from ingest.images.describe import CnnImageAnalyzer
 from ingest.media import CnnImageEncoder
 from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
@@ -40,7 +40,7 @@ def make_service(
     root: Path,
     encoder: SentenceTransformerEncoder,
     generator: Any,
-    analyzer: ImageAnalyzer,
+    analyzer: CnnImageAnalyzer,
     **settings: Any,
 ) -> Service:
     s = Settings(**{"data_dir": root / "data", "max_tokens": 48, "temperature": 0.0, **settings})
@@ -55,8 +55,8 @@ def make_service(
 
 
 @pytest.fixture(scope="module")
-def analyzer() -> ImageAnalyzer:
-    return ImageAnalyzer()
+def analyzer() -> CnnImageAnalyzer:
+    return CnnImageAnalyzer()
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def service(
     tmp_path_factory: pytest.TempPathFactory,
     encoder: SentenceTransformerEncoder,
     llm: LlamaCppGenerator,
-    analyzer: ImageAnalyzer,
+    analyzer: CnnImageAnalyzer,
     corpus: Path,
 ) -> Iterator[Service]:
     # No rate limit here: polling jobs adds up over the module (the limit has its own test).
@@ -371,7 +371,7 @@ def guarded(
     tmp_path: Path,
     encoder: SentenceTransformerEncoder,
     llm: LlamaCppGenerator,
-    analyzer: ImageAnalyzer,
+    analyzer: CnnImageAnalyzer,
 ) -> Iterator[TestClient]:
     svc = make_service(
         tmp_path,
@@ -445,7 +445,7 @@ def keyed(
     tmp_path_factory: pytest.TempPathFactory,
     encoder: SentenceTransformerEncoder,
     llm: LlamaCppGenerator,
-    analyzer: ImageAnalyzer,
+    analyzer: CnnImageAnalyzer,
     corpus: Path,
 ) -> Iterator[TestClient]:
     """An app with API keys, a rate limit of 2 a minute, and the UI mounted."""
@@ -513,7 +513,7 @@ def test_the_ui_needs_a_login_when_the_api_has_keys(keyed: TestClient) -> None:
 
 
 def test_llm_server_down_is_a_502_and_a_stream_error_event(
-    tmp_path: Path, encoder: SentenceTransformerEncoder, analyzer: ImageAnalyzer, corpus: Path
+    tmp_path: Path, encoder: SentenceTransformerEncoder, analyzer: CnnImageAnalyzer, corpus: Path
 ) -> None:
     down = OpenAIGenerator(f"http://127.0.0.1:{free_port()}/v1", "m", timeout=5, connect_timeout=2)
     svc = make_service(tmp_path, encoder, down, analyzer)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 
 from app.api import create_app
 from generation.llamacpp import LlamaCppGenerator
-from ingest.images import ImageAnalyzer
+from ingest.images.describe import CnnImageAnalyzer
 from retrieval.encoders import SentenceTransformerEncoder
 from tests.test_api import make_service
 from tests.test_loaders import write_pdf
@@ -41,7 +41,7 @@ def api_schema(
         root,
         encoder,
         llm,
-        ImageAnalyzer(),
+        CnnImageAnalyzer(),
         max_tokens=8,
         rate_limit_per_minute=0,
         allowed_hosts=["testserver"],

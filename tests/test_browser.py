@@ -19,8 +19,9 @@ from app.api import create_app
 from app.service import Service
 from app.ui import mount_ui as with_ui
 from generation.llamacpp import LlamaCppGenerator
-from ingest.images import ImageAnalyzer
-from ingest.video import SpeechRecognizer, VideoAnalyzer
+from ingest.images.describe import CnnImageAnalyzer
+from ingest.video.analyzer import PyAVVideoAnalyzer
+from ingest.video.speech import SpeechRecognizer
 from retrieval.encoders import SentenceTransformerEncoder
 from tests.conftest import serve_in_thread
 from tests.test_api import make_service
@@ -56,10 +57,10 @@ def served(
         root,
         encoder,
         llm,
-        ImageAnalyzer(),
+        CnnImageAnalyzer(),
         max_tokens=64,
     )
-    service.__dict__["video_analyzer"] = VideoAnalyzer(SpeechRecognizer())
+    service.__dict__["video_analyzer"] = PyAVVideoAnalyzer(SpeechRecognizer())
     assert service.ingest([docs]).ok
     with serve_in_thread(with_ui(create_app(service), service)) as url:
         yield url, service, docs

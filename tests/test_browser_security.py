@@ -20,7 +20,7 @@ from app.api import create_app
 from app.service import Service
 from app.ui import mount_ui as with_ui
 from generation.llamacpp import LlamaCppGenerator
-from ingest.images import ImageAnalyzer
+from ingest.images.describe import CnnImageAnalyzer
 from retrieval.encoders import SentenceTransformerEncoder
 from tests.conftest import serve_in_thread
 from tests.test_api import make_service
@@ -43,7 +43,7 @@ def served(
     llm: LlamaCppGenerator,
 ) -> Iterator[tuple[str, Service]]:
     root = tmp_path_factory.mktemp("browser-security")
-    service = make_service(root, encoder, llm, ImageAnalyzer(), api_keys=KEYS, max_tokens=48)
+    service = make_service(root, encoder, llm, CnnImageAnalyzer(), api_keys=KEYS, max_tokens=48)
     with serve_in_thread(with_ui(create_app(service), service)) as url:
         yield url, service
     service.close()

@@ -26,9 +26,10 @@ from app.api import create_app
 from app.service import Service
 from app.settings import Settings
 from generation.llamacpp import LlamaCppGenerator
-from ingest.images import ImageAnalyzer
+from ingest.images.describe import CnnImageAnalyzer
 from ingest.media import CnnImageEncoder
-from ingest.video import SpeechRecognizer, VideoAnalyzer
+from ingest.video.analyzer import PyAVVideoAnalyzer
+from ingest.video.speech import SpeechRecognizer
 from retrieval.base import Corpus
 from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
@@ -194,7 +195,7 @@ def app(
         # Thumbnails and media count as requests too; the limit itself is test_api's.
         rate_limit_per_minute=0,
     )
-    analyzer = ImageAnalyzer()
+    analyzer = CnnImageAnalyzer()
     store = EdgeStore(root / "store")
     service = Service(
         settings,
@@ -203,7 +204,7 @@ def app(
     )
     service.__dict__["image_analyzer"] = analyzer
     # Short clips, so that the video has several and a cited one may start past 0 s.
-    service.__dict__["video_analyzer"] = VideoAnalyzer(
+    service.__dict__["video_analyzer"] = PyAVVideoAnalyzer(
         SpeechRecognizer(), min_clip=2.0, max_clip=4.0
     )
     report = service.ingest([docs, PANCAKE])

@@ -12,7 +12,8 @@ import pytest
 
 from ingest.base import ParsedDocument, Passage, Section, loaders_by_suffix
 from ingest.chunking import chunk
-from ingest.loaders import MarkdownLoader, default_loaders, load_file
+from ingest.loaders import default_loaders, load_file
+from ingest.markdown import MarkdownLoader
 
 FINANCEBENCH = Path("/work/shared/eval/documents/financebench/pdfs")
 

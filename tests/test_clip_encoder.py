@@ -246,7 +246,7 @@ def test_search_by_image_uses_the_clip_image_tower(
 def test_switching_to_clip_on_a_cnn_store_is_refused(
     clip_dir: Path, enc: ClipEncoder, tmp_path: Path
 ) -> None:
-    from ingest.media import visual_encoder_info
+    from ingest.images.classify import visual_encoder_info
     from retrieval.edge_store import EdgeStore
     from retrieval.encoders import SentenceTransformerEncoder
     from retrieval.index import Index

@@ -20,7 +20,7 @@ from app.api import create_app
 from app.errors import ERROR_TABLE, classify
 from app.service import Service
 from app.settings import Settings
-from ingest.images import ImageAnalyzer
+from ingest.images.describe import CnnImageAnalyzer
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.errors import (
     GenerationError,
@@ -133,7 +133,7 @@ def test_a_model_that_fails_to_load_is_503(
 ) -> None:
     missing = tmp_path / "nowhere" / "model.gguf"
     # No generator given: it is built from the settings on first use, and fails.
-    service = make_service(tmp_path, encoder, None, ImageAnalyzer(), llm_model_path=missing)
+    service = make_service(tmp_path, encoder, None, CnnImageAnalyzer(), llm_model_path=missing)
     with (
         serve_in_thread(create_app(service)) as url,
         httpx.Client(base_url=url, timeout=60) as http,

@@ -367,23 +367,24 @@ def _exercise(kind: str, path: Path, scratch: Path) -> None:
     if kind == "segfault":  # the harness's own test: a worker that dies mid-case
         os.kill(os.getpid(), signal.SIGSEGV)
     if kind == "image":
-        from ingest.images import open_image, thumbnail
+        from ingest.images.decode import open_image, thumbnail
 
         thumbnail(open_image(path))
     elif kind == "video":
-        from ingest.video import VideoAnalyzer
+        from ingest.video.analyzer import PyAVVideoAnalyzer
 
-        VideoAnalyzer(None).analyze(path, scratch / "keyframes")
+        PyAVVideoAnalyzer(None).analyze(path, scratch / "keyframes")
     else:
         from ingest.base import loaders_by_suffix
         from ingest.chunking import chunk
         from ingest.loaders import default_loaders, load_file
-        from ingest.media import MediaIngest, _pdf_images
+        from ingest.media import MediaIngest
+        from ingest.pdfium import figures
 
         doc = load_file(path, loaders_by_suffix(default_loaders()))
         chunk(doc)
         if kind == "pdf":
-            _pdf_images(path, 128, [])
+            figures(path, 128, [])
             media = MediaIngest(scratch, image_analyzer=_NoOcr, video_analyzer=_NoOcr)
             media.ocr_pages(path, doc.untexted_pages)
 

@@ -15,19 +15,17 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from ingest.images import (
-    FEATURE_DIM,
-    THUMBNAIL_SIDE,
-    ImageAnalysis,
-    ImageAnalyzer,
+from ingest.base import ImageAnalysis
+from ingest.images.classify import FEATURE_DIM
+from ingest.images.decode import THUMBNAIL_SIDE, open_image, read_exif
+from ingest.images.describe import (
+    CnnImageAnalyzer,
     exif_text,
     file_name_words,
     image_text,
-    open_image,
-    read_exif,
-    respace,
     tags_text,
 )
+from ingest.images.ocr import respace
 from retrieval.errors import EmptyDocumentError, LoaderError
 
 COCO = Path(__file__).resolve().parents[2] / "shared" / "eval" / "images" / "coco" / "images"
@@ -35,8 +33,8 @@ FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 
 
 @pytest.fixture(scope="module")
-def analyzer() -> ImageAnalyzer:
-    return ImageAnalyzer()
+def analyzer() -> CnnImageAnalyzer:
+    return CnnImageAnalyzer()
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -201,7 +199,7 @@ def test_image_text_puts_caption_first_and_glosses_confident_tags() -> None:
 # --- analysis (models) -----------------------------------------------------------------
 
 
-def test_ocr_reads_large_text(analyzer: ImageAnalyzer) -> None:
+def test_ocr_reads_large_text(analyzer: CnnImageAnalyzer) -> None:
     image = Image.new("RGB", (900, 260), "white")
     ImageDraw.Draw(image).text((40, 80), "INVOICE 4711", fill="black", font=_font(90))
 
@@ -212,7 +210,7 @@ def test_ocr_reads_large_text(analyzer: ImageAnalyzer) -> None:
     assert "4711" in image_text(analysis, file_name="scan.png")
 
 
-def test_analyze_batch_returns_one_result_per_image_in_order(analyzer: ImageAnalyzer) -> None:
+def test_analyze_batch_returns_one_result_per_image_in_order(analyzer: CnnImageAnalyzer) -> None:
     rng = np.random.default_rng(1)
     noise = Image.fromarray(rng.integers(0, 255, (300, 500, 3), dtype=np.uint8))
     plain = Image.new("RGB", (640, 480), (30, 120, 200))
@@ -247,7 +245,7 @@ COCO_EXPECTED = {
 
 
 @pytest.mark.skipif(not COCO.is_dir(), reason="shared COCO evaluation images not present")
-def test_tags_of_real_photos_name_what_is_in_them(analyzer: ImageAnalyzer) -> None:
+def test_tags_of_real_photos_name_what_is_in_them(analyzer: CnnImageAnalyzer) -> None:
     names = list(COCO_EXPECTED)
     images = [open_image(COCO / n) for n in names]
 

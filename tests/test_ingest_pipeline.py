@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from ingest.base import FileStatus, IngestReport
 from ingest.media import MediaIngest
-from ingest.pipeline import UNFINISHED_MARK, FileStatus, Ingestor, IngestReport, file_sha256
+from ingest.pipeline import Ingestor
+from ingest.versions import UNFINISHED_MARK, file_sha256
 from retrieval.base import Corpus, EncoderInfo, Item, Store, Vectors, item_id
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.errors import EncoderMismatchError

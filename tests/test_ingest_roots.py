@@ -20,8 +20,9 @@ from PIL import Image, ImageDraw, ImageFont
 from app.api import create_app
 from app.service import Service
 from generation.llamacpp import LlamaCppGenerator
-from ingest.images import ImageAnalyzer
-from ingest.pipeline import FileResult, FileStatus, Ingestor
+from ingest.base import FileResult, FileStatus
+from ingest.images.describe import CnnImageAnalyzer
+from ingest.pipeline import Ingestor
 from ingest.roots import Roots
 from retrieval.base import Corpus, Store
 from retrieval.encoders import SentenceTransformerEncoder
@@ -43,8 +44,8 @@ def sign(path: Path, text: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def analyzer() -> ImageAnalyzer:
-    return ImageAnalyzer()
+def analyzer() -> CnnImageAnalyzer:
+    return CnnImageAnalyzer()
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def ingested(
     tmp_path_factory: pytest.TempPathFactory,
     encoder: SentenceTransformerEncoder,
     llm: LlamaCppGenerator,
-    analyzer: ImageAnalyzer,
+    analyzer: CnnImageAnalyzer,
     layout: dict[str, Path],
 ) -> Iterator[tuple[Service, dict[str, FileResult]]]:
     svc = make_service(

@@ -32,7 +32,7 @@ from generation.injection import REMOVED, find_instructions, find_payloads, neut
 from generation.llamacpp import LlamaCppGenerator
 from generation.markup import strip_markup
 from generation.prompt import SYSTEM_PROMPT, build_messages
-from ingest.loaders import HtmlLoader
+from ingest.html import HtmlLoader
 from retrieval.base import Corpus, Hit, Item
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.index import Index

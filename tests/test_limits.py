@@ -21,16 +21,14 @@ import pytest
 
 from app.service import Service
 from app.settings import Settings
-from ingest.loaders import (
-    DocxLoader,
-    HtmlLoader,
-    MarkdownLoader,
-    PdfLoader,
-    TextLoader,
-    check_unpacked_size,
-)
+from ingest.base import FileStatus
+from ingest.docx import DocxLoader, check_unpacked_size
+from ingest.html import HtmlLoader
+from ingest.markdown import MarkdownLoader
 from ingest.media import MediaIngest
-from ingest.pipeline import FileStatus, Ingestor
+from ingest.pdf import PdfLoader
+from ingest.pipeline import Ingestor
+from ingest.text import TextLoader
 from retrieval.base import Corpus, Store
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.errors import LimitError
@@ -106,7 +104,7 @@ def baseline_mb() -> float:
     """The peak of a child that imports what the measured ones use, and does nothing."""
     code = """
         from ingest.chunking import chunk
-        from ingest.loaders import TextLoader
+        from ingest.text import TextLoader
         from retrieval.sparse import BM25Encoder
         BM25Encoder().encode(["a few words"])
         result = {}
@@ -296,7 +294,7 @@ def test_a_giant_line_under_the_limit_is_chunked_and_weighed_in_bounded_memory(
         f"""
         from pathlib import Path
         from ingest.chunking import chunk
-        from ingest.loaders import TextLoader
+        from ingest.text import TextLoader
         import re
         from retrieval.sparse import BM25Encoder
         doc = TextLoader().load(Path({str(path)!r}))
@@ -325,7 +323,8 @@ def test_runs_of_blanks_and_digits_cost_linear_time(tmp_path: Path) -> None:
         f"""
         from pathlib import Path
         from ingest.chunking import chunk
-        from ingest.loaders import PdfLoader, TextLoader, _tabular
+        from ingest.pdf import PdfLoader, _tabular
+        from ingest.text import TextLoader
         doc = TextLoader().load(Path({str(text)!r}))
         passages = chunk(doc)
         PdfLoader().load(Path({str(pdf)!r}))
@@ -351,12 +350,12 @@ def test_blank_pages_are_not_rendered_for_ocr(tmp_path: Path) -> None:
 
 def test_a_huge_figure_in_a_pdf_is_skipped_not_decoded(tmp_path: Path) -> None:
     """A 400 KB PDF whose image decodes to 20,000 x 20,000 pixels took 2 GB."""
-    from ingest.media import _pdf_images
+    from ingest.pdfium import figures
 
     path = tmp_path / "bomb.pdf"
     path.write_bytes(_pdf_with_gray_image(20_000, 20_000))
     warnings: list[str] = []
-    assert _pdf_images(path, 128, warnings) == []
+    assert figures(path, 128, warnings) == []
     assert warnings == [
         "page 1: an image of 20000 x 20000 pixels skipped "
         "(over the limit of 50,000,000 pixels per picture)"
@@ -400,15 +399,15 @@ def test_video_frames_over_the_pixel_limit_are_refused_before_decoding(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A header may claim frames of 65535 x 65535; each would be decoded at that size."""
-    import ingest.video
-    from ingest.video import VideoAnalyzer
+    import ingest.video.analyzer
+    from ingest.video.analyzer import PyAVVideoAnalyzer
 
     video = ROOT.parent / "shared" / "eval" / "video" / "files" / "realshort.mp4"
     if not video.is_file():
         pytest.skip("the evaluation videos (../shared/eval/video) are not here")
-    monkeypatch.setattr(ingest.video, "MAX_IMAGE_PIXELS", 1_000)
+    monkeypatch.setattr(ingest.video.analyzer, "MAX_IMAGE_PIXELS", 1_000)
     with pytest.raises(LimitError) as err:
-        VideoAnalyzer(None).analyze(video, tmp_path)
+        PyAVVideoAnalyzer(None).analyze(video, tmp_path)
     assert str(err.value).startswith(f"{video}: video frames of ")
     assert str(err.value).endswith(" pixels, over the limit of 1,000 pixels per picture")
 
@@ -443,7 +442,8 @@ def test_entity_expansion_is_not_performed(tmp_path: Path) -> None:
     result = in_child(
         f"""
         from pathlib import Path
-        from ingest.loaders import DocxLoader, HtmlLoader
+        from ingest.docx import DocxLoader
+        from ingest.html import HtmlLoader
         from retrieval.errors import LoaderError
         texts = []
         for loader, path in ((DocxLoader(), {str(docx_path)!r}), (HtmlLoader(), {str(html)!r})):
@@ -478,7 +478,7 @@ def test_deeply_nested_html_costs_linear_time(tmp_path: Path) -> None:
     result = in_child(
         f"""
         from pathlib import Path
-        from ingest.loaders import HtmlLoader
+        from ingest.html import HtmlLoader
         a = HtmlLoader().load(Path({str(pictures)!r}))
         b = HtmlLoader().load(Path({str(nested)!r}))
         result = {{

@@ -9,16 +9,12 @@ from pathlib import Path
 import pytest
 
 from ingest.base import ParsedDocument, loaders_by_suffix
-from ingest.loaders import (
-    DocxLoader,
-    HtmlLoader,
-    MarkdownLoader,
-    PdfLoader,
-    TextLoader,
-    default_loaders,
-    load_file,
-    with_page_texts,
-)
+from ingest.docx import DocxLoader
+from ingest.html import HtmlLoader
+from ingest.loaders import default_loaders, load_file
+from ingest.markdown import MarkdownLoader
+from ingest.pdf import PdfLoader, with_page_texts
+from ingest.text import TextLoader
 from retrieval.errors import EmptyDocumentError, LimitError, LoaderError, UnsupportedTypeError
 
 LOADERS = loaders_by_suffix(default_loaders())

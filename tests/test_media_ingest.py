@@ -15,10 +15,15 @@ from PIL import Image, ImageDraw, ImageFont
 from app.service import Service
 from app.settings import Settings
 from generation.llamacpp import LlamaCppGenerator
-from ingest.images import ImageAnalyzer, open_image
-from ingest.media import CnnImageEncoder, MediaIngest, _blank, visual_encoder_info
-from ingest.pipeline import FileStatus, Ingestor
-from ingest.video import SpeechRecognizer, VideoAnalyzer
+from ingest.base import FileStatus
+from ingest.images.classify import visual_encoder_info
+from ingest.images.decode import open_image
+from ingest.images.describe import CnnImageAnalyzer
+from ingest.media import CnnImageEncoder, MediaIngest
+from ingest.pdfium import is_blank
+from ingest.pipeline import Ingestor
+from ingest.video.analyzer import PyAVVideoAnalyzer
+from ingest.video.speech import SpeechRecognizer
 from retrieval.base import Corpus, Store
 from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
@@ -32,13 +37,13 @@ ELEPHANTS = COCO / "000000054718.jpg"
 
 
 @pytest.fixture(scope="module")
-def analyzer() -> ImageAnalyzer:
-    return ImageAnalyzer()
+def analyzer() -> CnnImageAnalyzer:
+    return CnnImageAnalyzer()
 
 
 @pytest.fixture(scope="module")
-def videos() -> VideoAnalyzer:
-    return VideoAnalyzer(SpeechRecognizer())
+def videos() -> PyAVVideoAnalyzer:
+    return PyAVVideoAnalyzer(SpeechRecognizer())
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +63,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ingestor(
     store: Store,
     encoder: SentenceTransformerEncoder,
-    analyzer: ImageAnalyzer,
-    videos: VideoAnalyzer,
+    analyzer: CnnImageAnalyzer,
+    videos: PyAVVideoAnalyzer,
     tmp_path: Path,
 ) -> Ingestor:
     media = MediaIngest(
@@ -74,7 +79,7 @@ def top(ingestor: Ingestor, query: str, corpus: Corpus, **kw: object) -> list[ob
     return [h.item for h in hits]
 
 
-def test_visual_encoder_info_matches_the_analyzer(analyzer: ImageAnalyzer) -> None:
+def test_visual_encoder_info_matches_the_analyzer(analyzer: CnnImageAnalyzer) -> None:
     assert visual_encoder_info() == analyzer.info
 
 
@@ -149,8 +154,8 @@ def test_removing_a_source_deletes_its_thumbnails_but_never_the_file(
 def test_answer_cites_the_clip_at_its_time(
     tmp_path: Path,
     encoder: SentenceTransformerEncoder,
-    analyzer: ImageAnalyzer,
-    videos: VideoAnalyzer,
+    analyzer: CnnImageAnalyzer,
+    videos: PyAVVideoAnalyzer,
     llm: LlamaCppGenerator,
     folder: Path,
 ) -> None:
@@ -264,9 +269,9 @@ def test_a_scanned_pdf_is_read_by_ocr(ingestor: Ingestor, tmp_path: Path) -> Non
 
 def test_blank_sheets_are_told_from_pages_with_ink() -> None:
     sheet = Image.new("L", (1700, 2200), 255)
-    assert _blank(sheet)
+    assert is_blank(sheet)
     ImageDraw.Draw(sheet).text((150, 200), QUAY[0], fill=0, font=ImageFont.load_default(size=40))
-    assert not _blank(sheet)  # one line of type is enough to be worth reading
+    assert not is_blank(sheet)  # one line of type is enough to be worth reading
 
 
 def test_a_scan_without_any_text_fails_clearly(

@@ -16,9 +16,10 @@ from PIL import Image
 from app.service import DoneEvent, RouteEvent, Service
 from app.settings import Settings
 from generation.llamacpp import LlamaCppGenerator
-from ingest.images import ImageAnalyzer
+from ingest.images.describe import CnnImageAnalyzer
 from ingest.media import CnnImageEncoder
-from ingest.video import SpeechRecognizer, VideoAnalyzer
+from ingest.video.analyzer import PyAVVideoAnalyzer
+from ingest.video.speech import SpeechRecognizer
 from retrieval.base import Corpus
 from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
@@ -218,7 +219,7 @@ def service(
     if not (FILING.is_file() and PHOTOS.is_dir() and PANCAKE.is_file()):
         pytest.skip("../shared/eval is absent")
     root = tmp_path_factory.mktemp("routing")
-    analyzer = ImageAnalyzer()
+    analyzer = CnnImageAnalyzer()
     store = EdgeStore(root / "store")
     settings = Settings(data_dir=root / "data", max_tokens=64, temperature=0.0)
     service = Service(
@@ -227,7 +228,7 @@ def service(
         generator=llm,
     )
     service.__dict__["image_analyzer"] = analyzer
-    service.__dict__["video_analyzer"] = VideoAnalyzer(SpeechRecognizer())
+    service.__dict__["video_analyzer"] = PyAVVideoAnalyzer(SpeechRecognizer())
     report = service.ingest([FILING, PHOTOS, PANCAKE])
     assert report.ok, report
     counts = service.collections()

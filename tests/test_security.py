@@ -26,7 +26,7 @@ from app.security import MediaLinks
 from app.service import Service
 from app.ui import mount_ui as with_ui
 from generation.llamacpp import LlamaCppGenerator
-from ingest.images import ImageAnalyzer
+from ingest.images.describe import CnnImageAnalyzer
 from retrieval.encoders import SentenceTransformerEncoder
 from tests.conftest import serve_in_thread
 from tests.test_api import make_service
@@ -90,8 +90,8 @@ def error_code(response: httpx.Response, status: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def analyzer() -> ImageAnalyzer:
-    return ImageAnalyzer()
+def analyzer() -> CnnImageAnalyzer:
+    return CnnImageAnalyzer()
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def keyed(
     tmp_path_factory: pytest.TempPathFactory,
     encoder: SentenceTransformerEncoder,
     llm: LlamaCppGenerator,
-    analyzer: ImageAnalyzer,
+    analyzer: CnnImageAnalyzer,
 ) -> Iterator[Served]:
     """One server with four keys in two workspaces, each with a note ingested."""
     service = make_service(
@@ -258,7 +258,7 @@ def test_the_ui_cannot_be_made_to_read_server_files(
     tmp_path: Path,
     encoder: SentenceTransformerEncoder,
     llm: LlamaCppGenerator,
-    analyzer: ImageAnalyzer,
+    analyzer: CnnImageAnalyzer,
 ) -> None:
     service = make_service(tmp_path, encoder, llm, analyzer, rate_limit_per_minute=0)
     secret = tmp_path / "server-secret.md"
@@ -356,7 +356,7 @@ def test_hashed_keys_work_and_failures_are_throttled(
     tmp_path: Path,
     encoder: SentenceTransformerEncoder,
     llm: LlamaCppGenerator,
-    analyzer: ImageAnalyzer,
+    analyzer: CnnImageAnalyzer,
 ) -> None:
     service = make_service(
         tmp_path, encoder, llm, analyzer, api_keys=KEYS, auth_failures_per_minute=3
@@ -425,7 +425,7 @@ def test_an_unexpected_error_is_a_json_500_and_the_connection_lives(
     tmp_path: Path,
     encoder: SentenceTransformerEncoder,
     llm: LlamaCppGenerator,
-    analyzer: ImageAnalyzer,
+    analyzer: CnnImageAnalyzer,
 ) -> None:
     service = make_service(tmp_path, encoder, llm, analyzer)
     app = create_app(service)
@@ -596,7 +596,7 @@ class PacedModel:
 def test_a_disconnect_mid_stream_stops_the_answer(
     tmp_path: Path,
     encoder: SentenceTransformerEncoder,
-    analyzer: ImageAnalyzer,
+    analyzer: CnnImageAnalyzer,
 ) -> None:
     model = PacedModel()
     service = make_service(tmp_path, encoder, model, analyzer, max_tokens=100_000)

@@ -1,4 +1,4 @@
-"""VideoAnalyzer on videos made here with known content at known times.
+"""PyAVVideoAnalyzer on videos made here with known content at known times.
 
 The main fixture encodes, with PyAV, 40 s of three scenes (red 0-12.3 s, blue with a
 white box 12.3-26.7 s, green 26.7-40 s; a small square moves all the time, so a scene is not
@@ -23,12 +23,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ingest.video import (
-    Segment,
-    SpeechRecognizer,
-    VideoAnalysis,
-    VideoAnalyzer,
-)
+from ingest.base import Segment, VideoAnalysis
+from ingest.video.analyzer import PyAVVideoAnalyzer
+from ingest.video.speech import SpeechRecognizer
 from retrieval.errors import LoaderError, ModelError
 
 SENTENCE = "the quarterly meeting starts at nine"
@@ -176,7 +173,7 @@ def scene_run(
     scene_video: Path, speech: SpeechRecognizer, media: Path
 ) -> tuple[VideoAnalysis, list[float]]:
     calls: list[float] = []
-    analysis = VideoAnalyzer(speech).analyze(scene_video, media / "keyframes", calls.append)
+    analysis = PyAVVideoAnalyzer(speech).analyze(scene_video, media / "keyframes", calls.append)
     return analysis, calls
 
 
@@ -254,7 +251,7 @@ def test_progress_rises_to_one(scene_run: tuple[VideoAnalysis, list[float]]) -> 
 
 
 def test_long_scenes_are_split_and_short_ones_merged(scene_video: Path, tmp_path: Path) -> None:
-    split = VideoAnalyzer(None, min_clip=4, max_clip=10).analyze(scene_video, tmp_path)
+    split = PyAVVideoAnalyzer(None, min_clip=4, max_clip=10).analyze(scene_video, tmp_path)
     assert_tiles(split)
     # Each scene (12.3, 14.4, 13.3 s) is split in two; the real cuts stay.
     assert len(split.clips) == 6
@@ -264,7 +261,7 @@ def test_long_scenes_are_split_and_short_ones_merged(scene_video: Path, tmp_path
     assert any(abs(s - CUTS[1]) <= 0.11 for s in starts)
     assert split.transcript == ""  # no recognizer, no text
 
-    merged = VideoAnalyzer(None, min_clip=13, max_clip=60).analyze(scene_video, tmp_path)
+    merged = PyAVVideoAnalyzer(None, min_clip=13, max_clip=60).analyze(scene_video, tmp_path)
     assert_tiles(merged)
     # The 12.3 s red scene is too short and joins its neighbour; no clip is under 13 s.
     assert len(merged.clips) == 2
@@ -273,7 +270,7 @@ def test_long_scenes_are_split_and_short_ones_merged(scene_video: Path, tmp_path
 
 def test_keyframe_only_decoding_for_long_files(tmp_path: Path) -> None:
     video = encode(tmp_path / "gop.mkv", gop=FPS)
-    analysis = VideoAnalyzer(None, keyframes_only_after=0).analyze(video, tmp_path / "kf")
+    analysis = PyAVVideoAnalyzer(None, keyframes_only_after=0).analyze(video, tmp_path / "kf")
     assert analysis.keyframes_only
     assert_tiles(analysis)
     inner = [c.t_start for c in analysis.clips[1:]]
@@ -287,7 +284,7 @@ def test_keyframe_only_decoding_for_long_files(tmp_path: Path) -> None:
 
 def test_video_without_audio(tmp_path: Path, speech: SpeechRecognizer) -> None:
     video = encode(tmp_path / "silent.mp4", duration=22.0)
-    analysis = VideoAnalyzer(speech).analyze(video, tmp_path / "kf")
+    analysis = PyAVVideoAnalyzer(speech).analyze(video, tmp_path / "kf")
     assert not analysis.has_audio
     assert analysis.transcript == "" and analysis.segments == ()
     assert_tiles(analysis)
@@ -299,7 +296,7 @@ def test_video_without_audio(tmp_path: Path, speech: SpeechRecognizer) -> None:
 def test_audio_only_file(tmp_path: Path, speech: SpeechRecognizer) -> None:
     audio = soundtrack(45.0, speech_at=3.0)
     path = encode(tmp_path / "voice-memo.mp4", video=False, audio=audio, duration=45.0)
-    analysis = VideoAnalyzer(speech, min_clip=5, max_clip=20).analyze(path, tmp_path / "kf")
+    analysis = PyAVVideoAnalyzer(speech, min_clip=5, max_clip=20).analyze(path, tmp_path / "kf")
     assert analysis.has_audio and not analysis.has_video
     assert analysis.width is None and analysis.height is None
     assert analysis.duration == pytest.approx(45.0, abs=0.2)
@@ -315,31 +312,31 @@ def test_zero_byte_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.mp4"
     path.write_bytes(b"")
     with pytest.raises(LoaderError, match=r"empty\.mp4"):
-        VideoAnalyzer(None).analyze(path, tmp_path / "kf")
+        PyAVVideoAnalyzer(None).analyze(path, tmp_path / "kf")
 
 
 def test_text_file_named_mp4(tmp_path: Path) -> None:
     path = tmp_path / "notes.mp4"
     path.write_text("minutes of the quarterly meeting\n" * 50)
     with pytest.raises(LoaderError, match=r"notes\.mp4.*not a video or audio file"):
-        VideoAnalyzer(None).analyze(path, tmp_path / "kf")
+        PyAVVideoAnalyzer(None).analyze(path, tmp_path / "kf")
 
 
 def test_image_named_mp4(tmp_path: Path) -> None:
     path = tmp_path / "holiday.mp4"
     Image.fromarray(draw_frame(1.0)).save(path, format="JPEG")
     with pytest.raises(LoaderError, match=r"holiday\.mp4.*still image"):
-        VideoAnalyzer(None).analyze(path, tmp_path / "kf")
+        PyAVVideoAnalyzer(None).analyze(path, tmp_path / "kf")
 
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(LoaderError, match="no such file"):
-        VideoAnalyzer(None).analyze(tmp_path / "gone.mkv", tmp_path / "kf")
+        PyAVVideoAnalyzer(None).analyze(tmp_path / "gone.mkv", tmp_path / "kf")
 
 
 def test_garbage_audio_stream_keeps_the_video(tmp_path: Path, speech: SpeechRecognizer) -> None:
     path = encode_with_garbage_audio(tmp_path / "broken-audio.mkv")
-    analysis = VideoAnalyzer(speech).analyze(path, tmp_path / "kf")
+    analysis = PyAVVideoAnalyzer(speech).analyze(path, tmp_path / "kf")
     assert not analysis.has_audio
     assert analysis.transcript == ""
     assert any("audio stream" in w and "broken-audio.mkv" in w for w in analysis.warnings)
@@ -353,14 +350,14 @@ def test_truncated_files(scene_video: Path, tmp_path: Path) -> None:
     cut_mp4 = tmp_path / "cut.mp4"
     cut_mp4.write_bytes(data[: len(data) // 2])
     with pytest.raises(LoaderError, match=r"cut\.mp4"):
-        VideoAnalyzer(None).analyze(cut_mp4, tmp_path / "kf")
+        PyAVVideoAnalyzer(None).analyze(cut_mp4, tmp_path / "kf")
 
     # Matroska streams: the first part plays, and the clips end where the data ends.
     mkv = encode(tmp_path / "whole.mkv", audio=soundtrack(DURATION, None))
     data = mkv.read_bytes()
     cut_mkv = tmp_path / "cut.mkv"
     cut_mkv.write_bytes(data[: len(data) // 2])
-    analysis = VideoAnalyzer(None).analyze(cut_mkv, tmp_path / "kf")
+    analysis = PyAVVideoAnalyzer(None).analyze(cut_mkv, tmp_path / "kf")
     assert_tiles(analysis)
     assert 10.0 < analysis.duration < DURATION - 5
     assert any("truncated" in w for w in analysis.warnings)
@@ -369,7 +366,7 @@ def test_truncated_files(scene_video: Path, tmp_path: Path) -> None:
 def test_misnamed_container_is_decoded_with_a_warning(tmp_path: Path) -> None:
     path = encode(tmp_path / "really-matroska.mkv", duration=14.0)
     renamed = path.rename(tmp_path / "really-matroska.mp4")
-    analysis = VideoAnalyzer(None).analyze(renamed, tmp_path / "kf")
+    analysis = PyAVVideoAnalyzer(None).analyze(renamed, tmp_path / "kf")
     assert_tiles(analysis)
     assert any("the name says .mp4" in w for w in analysis.warnings)
 
@@ -389,7 +386,7 @@ def test_real_video(tmp_path: Path, speech: SpeechRecognizer) -> None:
         frame_times = sorted(
             float(p.pts * p.time_base) for p in container.demux(vstream) if p.pts is not None
         )
-    analysis = VideoAnalyzer(speech).analyze(path, tmp_path / "kf")
+    analysis = PyAVVideoAnalyzer(speech).analyze(path, tmp_path / "kf")
     assert analysis.duration == pytest.approx(claimed, abs=0.5)
     assert_tiles(analysis)
     assert len(analysis.clips) >= 2  # the opening has hard cuts
@@ -429,6 +426,6 @@ def test_recognizer_timestamps(speech: SpeechRecognizer) -> None:
     [{"min_clip": 0}, {"min_clip": 30, "max_clip": 20}, {"scene_threshold": 1.5}],
 )
 def test_bad_settings_fail_early(kwargs: dict[str, float]) -> None:
-    make: Callable[..., VideoAnalyzer] = VideoAnalyzer
+    make: Callable[..., PyAVVideoAnalyzer] = PyAVVideoAnalyzer
     with pytest.raises(ValueError):
         make(None, **kwargs)
