@@ -31,7 +31,8 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from ingest.images import ImageAnalyzer, open_image
+from ingest.images.decode import open_image
+from ingest.images.describe import CnnImageAnalyzer
 from ingest.media import CnnImageEncoder, MediaIngest
 from ingest.pipeline import Ingestor
 from retrieval.base import (
@@ -185,7 +186,7 @@ def engines(
 ) -> Iterator[Engines]:
     root = tmp_path_factory.mktemp("congruence")
     folders = _inputs(root)
-    analyzer = ImageAnalyzer(ocr=False)  # tags and visual features suffice here
+    analyzer = CnnImageAnalyzer(ocr=False)  # tags and visual features suffice here
     visual = CnnImageEncoder(lambda: analyzer)
     stores: dict[str, Store] = {
         "edge": EdgeStore(root / "edge"),
