@@ -95,7 +95,7 @@ def service(
 
 @pytest.fixture()
 def client(service: Service) -> Iterator[TestClient]:
-    with TestClient(create_app(service, ui=False), base_url=LOCAL) as c:
+    with TestClient(create_app(service), base_url=LOCAL) as c:
         yield c
 
 
