@@ -1,6 +1,6 @@
 """Visual tags and features: the packaged EfficientNet-Lite0 ImageNet-1k classifier.
 
-How the tags are made (measured by ``app/image_eval.py`` on 80 COCO photos): the
+How the tags are made (measured by ``evals/images.py`` on 80 COCO photos): the
 classifier sees six views of each image (the whole image, its centre square and four
 overlapping corner crops) and the class probabilities are averaged. A photo holds
 several things and ImageNet names one per image; the crops let the smaller things win
