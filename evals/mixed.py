@@ -63,8 +63,15 @@ if TYPE_CHECKING:
 MODES = ("routed", "all", "oracle", "llm")
 DEFAULT_MODES = ("routed", "all", "oracle")
 K = 5
-# Settings that change what the index holds for the same files (the fingerprint's part).
-INDEX_SETTINGS = ("text_model", "clip_model", "chunk_target_words", "chunk_max_words")
+# Settings that change what the index holds for the same files, or how it is stored
+# (an Edge folder and a local-mode folder are not the same format): the fingerprint's part.
+INDEX_SETTINGS = (
+    "qdrant_engine",
+    "text_model",
+    "clip_model",
+    "chunk_target_words",
+    "chunk_max_words",
+)
 
 
 @dataclass(frozen=True)
