@@ -581,6 +581,28 @@ def eval_documents(
     _report(lambda: documents_report(data, store, console=err), json_out)
 
 
+@eval_app.command("mixed")
+def eval_mixed(
+    data: Annotated[Path, typer.Option(help="Folder with manifest.json and queries.jsonl.")],
+    modes: Annotated[
+        str, typer.Option(help="Comma-separated: routed, all, oracle, llm (slow).")
+    ] = "routed,all,oracle",
+    limit_per_kind: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N questions of each kind.")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """One index of every kind of source: routed vs all corpora vs the oracle route.
+
+    The index lives in MMRAG_DATA_DIR/eval-mixed/<fingerprint of the files>, so a second
+    run only queries.
+    """
+    from evals.mixed import mixed_report
+
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    _report(lambda: mixed_report(data, modes=chosen, limit=limit_per_kind, console=err), json_out)
+
+
 @eval_app.command("injection")
 def eval_injection(
     data: Annotated[

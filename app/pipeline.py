@@ -3,13 +3,17 @@
 One typed state flows through thin nodes that call the stages' own functions. Tokens
 leave the ``generate`` node through LangGraph's custom stream as they are produced, so
 every surface (CLI, REST, UI) streams the same way.
+
+The first three steps are public functions (:func:`route_question`,
+:func:`retrieve_hits`, :func:`select_sources`); :func:`find_sources` runs them in a row
+without generating, so what ``mmrag eval mixed`` measures is what the graph does.
 """
 
 from __future__ import annotations
 
 import operator
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, TypedDict
 
@@ -79,6 +83,145 @@ def probe_no_route(
     return Route((Corpus.PARAGRAPH,), route.scores, why)
 
 
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 2)
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """What a question finds before any answer is written: the route, the item count of
+    every corpus (what the router saw), the corpora actually searched (empty ones are
+    not; the paragraph-with-document rule may add one), each searched corpus' hits, the
+    selected sources in the order the generator would number them, and the time each
+    step took (``route_ms``, ``retrieve_ms``, ``select_ms``)."""
+
+    route: Route
+    available: Mapping[Corpus, int]
+    searched: tuple[Corpus, ...]
+    hits: Mapping[Corpus, list[Hit]]
+    selected: tuple[Hit, ...]
+    timings: Mapping[str, float]
+
+
+def route_question(
+    router: Router,
+    index: Index,
+    question: str,
+    config: PipelineConfig,
+    *,
+    image: Any = None,
+    workspaces: Scope = None,
+) -> tuple[Route, dict[Corpus, int]]:
+    """The route step: the router's call on what the index holds, then (unless the user
+    forced the corpora) the visual corpora for a question with an image, and the passage
+    probe when the router said ``no``. Returns the route and the corpus counts."""
+    available = index.counts(workspaces)
+    r = router.route(question, available)
+    forced = isinstance(router, FixedRouter)
+    if image is not None and not forced:
+        r = with_image(r, available)
+    if not r.corpora and not forced and config.no_route_probe > 0:
+        r = probe_no_route(r, question, index, available, config.no_route_probe, workspaces)
+    return r, available
+
+
+def corpora_to_search(
+    route: Route, available: Mapping[Corpus, int], *, forced: bool
+) -> tuple[Corpus, ...]:
+    """The route's corpora that have items, and passages with a document route.
+
+    A whole-document item shows the model only a document's opening; its passages cite
+    pages. So a routed (not forced) search of documents also searches passages; select
+    keeps a document's passages when found and the document item only where none of its
+    passages was.
+    """
+    searchable = [c for c in route.corpora if available.get(c, 0) > 0]
+    if (
+        Corpus.DOCUMENT in searchable
+        and Corpus.PARAGRAPH not in searchable
+        and available.get(Corpus.PARAGRAPH, 0) > 0
+        and not forced
+    ):
+        searchable.append(Corpus.PARAGRAPH)
+    return tuple(searchable)
+
+
+def retrieve_hits(
+    index: Index,
+    question: str,
+    route: Route,
+    available: Mapping[Corpus, int],
+    config: PipelineConfig,
+    *,
+    forced: bool,
+    image: Any = None,
+    workspaces: Scope = None,
+) -> tuple[tuple[Corpus, ...], dict[Corpus, list[Hit]]]:
+    """The retrieve step: the corpora searched (:func:`corpora_to_search`) and their hits."""
+    searched = corpora_to_search(route, available, forced=forced)
+    hits = index.search(
+        question,
+        searched,
+        limit=config.search_limit,
+        mode=config.search_mode,
+        image=image,
+        workspaces=workspaces,
+    )
+    return searched, hits
+
+
+def select_sources(
+    question: str,
+    hits: Mapping[Corpus, Sequence[Hit]],
+    config: PipelineConfig,
+    generator: Generator,
+    reranker: Reranker | None = None,
+) -> list[Hit]:
+    """The select step: calibrate, cut and order the hits (counting tokens with the
+    generator's tokenizer when it has one), or let the reranker judge a wider pool."""
+    counter = getattr(generator, "count_tokens", None)
+    if reranker is None:
+        return select_hits(hits, config.select, count_tokens=counter, disagree=disagree)
+    # The reranker judges more candidates than will be used, then keeps the best.
+    wide = replace(config.select, top_k=config.rerank_candidates, keep_ratio=0.0)
+    candidates = select_hits(hits, wide, count_tokens=counter, disagree=disagree)
+    return reranker.rerank(question, candidates)[: config.select.top_k]
+
+
+def find_sources(
+    question: str,
+    router: Router,
+    index: Index,
+    generator_factory: Callable[[], Generator],
+    config: PipelineConfig,
+    reranker: Reranker | None = None,
+    *,
+    image: Any = None,
+    workspaces: Scope = None,
+) -> Retrieved:
+    """Route, retrieve and select without generating: what :func:`build_graph`'s first
+    three nodes do, through the same functions (for measuring routing end to end, and
+    for callers that want the sources alone). The generator is asked for its tokenizer
+    only, as in the graph."""
+    forced = isinstance(router, FixedRouter)
+    start = time.perf_counter()
+    route, available = route_question(
+        router, index, question, config, image=image, workspaces=workspaces
+    )
+    timings = {"route_ms": _ms(start)}
+    if not route.retrieve:
+        return Retrieved(route, available, (), {}, (), timings)
+    start = time.perf_counter()
+    searched, hits = retrieve_hits(
+        index, question, route, available, config, forced=forced, image=image, workspaces=workspaces
+    )
+    timings["retrieve_ms"] = _ms(start)
+    start = time.perf_counter()
+    selected = select_sources(question, hits, config, generator_factory(), reranker)
+    timings["select_ms"] = _ms(start)
+    return Retrieved(route, available, searched, hits, tuple(selected), timings)
+
+
 def build_graph(
     router: Router,
     index: Index,
@@ -86,52 +229,41 @@ def build_graph(
     config: PipelineConfig,
     reranker: Reranker | None = None,
 ) -> Any:
-    """Compile the graph; ``generator_factory`` loads the LLM on first use only."""
+    """Compile the graph; ``generator_factory`` loads the LLM on first use only.
+
+    The route, retrieve and select nodes are :func:`find_sources`' steps, each streaming
+    what it found (the route before the search, the sources before the first token).
+    """
     from langgraph.config import get_stream_writer
     from langgraph.graph import END, START, StateGraph
 
+    forced = isinstance(router, FixedRouter)
+
     def timed(name: str, start: float) -> dict[str, float]:
-        return {name: round((time.perf_counter() - start) * 1000, 2)}
+        return {name: _ms(start)}
 
     def route(state: State) -> dict[str, Any]:
         start = time.perf_counter()
-        available = index.counts(state.get("workspaces"))
-        r = router.route(state["question"], available)
-        forced = isinstance(router, FixedRouter)
-        if state.get("image") is not None and not forced:
-            r = with_image(r, available)
-        if not r.corpora and not forced and config.no_route_probe > 0:
-            r = probe_no_route(
-                r,
-                state["question"],
-                index,
-                available,
-                config.no_route_probe,
-                state.get("workspaces"),
-            )
+        r, available = route_question(
+            router,
+            index,
+            state["question"],
+            config,
+            image=state.get("image"),
+            workspaces=state.get("workspaces"),
+        )
         get_stream_writer()({"route": r})
         return {"route": r, "available": available, "timings": timed("route_ms", start)}
 
     def retrieve(state: State) -> dict[str, Any]:
         start = time.perf_counter()
-        # A corpus with no items is never searched.
-        available = state.get("available", {})
-        searchable = [c for c in state["route"].corpora if available.get(c, 0) > 0]
-        if (
-            Corpus.DOCUMENT in searchable
-            and Corpus.PARAGRAPH not in searchable
-            and available.get(Corpus.PARAGRAPH, 0) > 0
-            and not isinstance(router, FixedRouter)
-        ):
-            # A whole-document item shows the model only a document's opening; its
-            # passages cite pages. Select keeps a document's passages when found and
-            # the document item only where none of its passages was.
-            searchable.append(Corpus.PARAGRAPH)
-        hits = index.search(
+        _, hits = retrieve_hits(
+            index,
             state["question"],
-            searchable,
-            limit=config.search_limit,
-            mode=config.search_mode,
+            state["route"],
+            state.get("available", {}),
+            config,
+            forced=forced,
             image=state.get("image"),
             workspaces=state.get("workspaces"),
         )
@@ -139,16 +271,8 @@ def build_graph(
 
     def select(state: State) -> dict[str, Any]:
         start = time.perf_counter()
-        llm = generator_factory()
-        counter = getattr(llm, "count_tokens", None)
         hits = state.get("hits", {})
-        if reranker is None:
-            chosen = select_hits(hits, config.select, count_tokens=counter, disagree=disagree)
-        else:
-            # The reranker judges more candidates than will be used, then keeps the best.
-            wide = replace(config.select, top_k=config.rerank_candidates, keep_ratio=0.0)
-            candidates = select_hits(hits, wide, count_tokens=counter, disagree=disagree)
-            chosen = reranker.rerank(state["question"], candidates)[: config.select.top_k]
+        chosen = select_sources(state["question"], hits, config, generator_factory(), reranker)
         get_stream_writer()({"sources": chosen})
         return {"selected": chosen, "timings": timed("select_ms", start)}
 

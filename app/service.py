@@ -17,9 +17,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from app.pipeline import PipelineConfig, build_graph
+from app.pipeline import PipelineConfig, Retrieved, build_graph, find_sources
 from app.settings import Settings
 from generation.base import Answer, Generator
+from generation.rerank import Reranker
 from ingest.base import ImageAnalyzer, IngestReport, ProgressFn, StepFn, VideoAnalyzer
 from ingest.pipeline import Ingestor
 from retrieval.base import DEFAULT_WORKSPACE, Corpus, Hit, ImageEncoder, Scope, Store
@@ -222,9 +223,11 @@ class Service:
             return FallbackRouter(trained, LlmRouter(self.generator))
         return trained
 
-    def _graph(self, router: Router) -> Any:
+    @cached_property
+    def pipeline_config(self) -> PipelineConfig:
+        """The pipeline's knobs, from the settings."""
         s = self.settings
-        config = PipelineConfig(
+        return PipelineConfig(
             search_mode=s.search_mode,
             search_limit=s.search_limit,
             select=SelectConfig(
@@ -240,12 +243,20 @@ class Service:
             temperature=s.temperature,
             filter_instructions=s.injection_filter,
         )
-        reranker = None
-        if s.reranker == "llm":
+
+    @cached_property
+    def reranker(self) -> Reranker | None:
+        """The reranker the settings name, if any (it judges with the generator)."""
+        if self.settings.reranker == "llm":
             from generation.rerank import LlmJudgeReranker
 
-            reranker = LlmJudgeReranker(self.generator)
-        return build_graph(router, self.index, lambda: self.generator, config, reranker)
+            return LlmJudgeReranker(self.generator)
+        return None
+
+    def _graph(self, router: Router) -> Any:
+        return build_graph(
+            router, self.index, lambda: self.generator, self.pipeline_config, self.reranker
+        )
 
     @cached_property
     def _default_graph(self) -> Any:
@@ -381,6 +392,38 @@ class Service:
                 done = event
         assert done is not None
         return done
+
+    def find(
+        self,
+        question: str,
+        *,
+        router: Router | None = None,
+        image: Path | None = None,
+        workspaces: Scope = None,
+    ) -> Retrieved:
+        """The sources :meth:`ask` would answer from, without answering: route, retrieve
+        and select, by the configured router or ``router`` (a
+        :class:`~router.base.FixedRouter` forces corpora as ``ask(corpora=...)`` does).
+        The generator is loaded for its tokenizer only (select fits sources to its window).
+        """
+        question = question.strip()
+        if not question:
+            raise ValueError("the question is empty")
+        picture = None
+        if image is not None:
+            from ingest.images.decode import open_image
+
+            picture = open_image(image)
+        return find_sources(
+            question,
+            router or self.router,
+            self.index,
+            lambda: self.generator,
+            self.pipeline_config,
+            self.reranker,
+            image=picture,
+            workspaces=workspaces,
+        )
 
     def collections(self, workspaces: Scope = None) -> dict[Corpus, int]:
         """Item counts per corpus (of ``workspaces``; None: all)."""

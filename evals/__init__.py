@@ -8,6 +8,8 @@
 - ``router``: routers scored and cross-validated against labelled questions (``eval router``);
 - ``grounding``: answers over given clean, noisy and counterfactual passages (``eval grounding``);
 - ``documents``: FinanceBench end to end, evidence pages and answers (``eval documents``);
+- ``mixed``: one index of every kind of source, routed vs all corpora vs the oracle route
+  (``eval mixed``);
 - ``injection``: hostile documents in a fresh index, answers that obey (``eval injection``);
 - ``bench``: ingest, retrieval, media and OCR speed (``bench ingest|retrieval|media|ocr``);
 - ``crash``: ingests killed at seeded points, then healed (``bench crash``).
