@@ -108,3 +108,15 @@ def serve_in_thread(asgi_app: Any, lifespan: str = "auto") -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def screenshots_dir() -> Path:
+    """Where browser tests write screenshots: a temporary folder, so running the tests
+    never changes the checkout; ``scripts/screenshots.sh`` points it at docs/img/."""
+    import tempfile
+
+    folder = Path(
+        os.environ.get("MMRAG_SCREENSHOTS") or Path(tempfile.gettempdir()) / "mmrag-shots"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

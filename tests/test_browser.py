@@ -3,7 +3,8 @@ the real app (uvicorn, embedded Qdrant, the packaged models, the 0.5B LLM) servi
 material from ../shared/eval. Marked ``browser``: ``python -m pytest -m browser``.
 
 The widget's browser tests are in tests/test_browser_widget.py. The screenshot goes to
-docs/img/ui.png (shown in the README).
+a temporary folder (``scripts/screenshots.sh`` refreshes docs/img/ui.png, shown in
+the README).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ingest.images.describe import CnnImageAnalyzer
 from ingest.video.analyzer import PyAVVideoAnalyzer
 from ingest.video.speech import SpeechRecognizer
 from retrieval.encoders import SentenceTransformerEncoder
-from tests.conftest import serve_in_thread
+from tests.conftest import screenshots_dir, serve_in_thread
 from tests.test_api import make_service
 from tests.test_loaders import write_pdf
 
@@ -33,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EVAL = ROOT.parent / "shared" / "eval"
 PANCAKE = EVAL / "video" / "files" / "flipping_a_pancake.mkv"
 ROCKET = EVAL / "images" / "skimage" / "images" / "rocket.jpg"
-SHOTS = ROOT / "docs" / "img"
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +88,7 @@ def test_the_ui_streams_an_answer_with_a_source_thumbnail(app_url: str, browser:
     )
     bot = page.locator("#chat .bot, #chat [data-testid='bot']").last
     bot.wait_for(timeout=60_000)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "ui.png"), full_page=True)
+    page.screenshot(path=str(screenshots_dir() / "ui.png"), full_page=True)
     page.close()
 
 

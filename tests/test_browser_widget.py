@@ -5,8 +5,8 @@ the packaged CNN and whisper, the 0.5B LLM through llama.cpp) holding a small re
 a PDF, a photo and a video from ../shared/eval. The pages that embed the widget are served
 from other origins than the app's, by a tiny static server, exactly as a customer's site
 would: one on the server's allowlist, one not. Run with
-``python -m pytest -m browser tests/test_browser_widget.py``; the last test writes
-docs/img/widget.png.
+``python -m pytest -m browser tests/test_browser_widget.py``; the last test takes a
+screenshot (``scripts/screenshots.sh`` refreshes docs/img/widget.png).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from retrieval.base import Corpus
 from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.index import Index
-from tests.conftest import serve_in_thread
+from tests.conftest import screenshots_dir, serve_in_thread
 from tests.test_loaders import write_pdf
 
 pytestmark = pytest.mark.browser
@@ -43,7 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EVAL = ROOT.parent / "shared" / "eval"
 PANCAKE = EVAL / "video" / "files" / "flipping_a_pancake.mkv"
 ROCKET = EVAL / "images" / "skimage" / "images" / "rocket.jpg"
-SCREENSHOT = ROOT / "docs" / "img" / "widget.png"
 KEY = "widget-test-key"
 ANSWER_MS = 90_000  # a real LLM on two cores, queued behind other tests' requests
 GREEN = "rgb(26, 127, 55)"  # data-color="#1a7f37"
@@ -488,8 +487,7 @@ def test_screenshot_of_an_answer_that_cites_a_pdf_page(app: App, page: Any) -> N
         f"() => [...{SHADOW}.querySelectorAll('.source img')]"
         ".every(i => i.complete && i.naturalWidth > 0)"
     )
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT))
+    page.screenshot(path=str(screenshots_dir() / "widget.png"))
 
     cite.scroll_into_view_if_needed()
 
