@@ -23,7 +23,7 @@ from app.render import answer_json
 from app.routes.ask import ask_events
 from app.schemas import ERRORS, ChatMessage, ChatRequest, ImageUrlPart, TextPart
 from app.service import MAX_QUESTION_CHARS, DoneEvent, TokenEvent
-from app.streaming import ClosingStreamingResponse, collect
+from app.streaming import collect, sse_response
 from app.uploads import Uploads
 
 router = APIRouter(tags=["openai"])
@@ -118,7 +118,7 @@ async def chat_completions(request: Request, body: ChatRequest, who: Reader, par
                     await events.aclose()  # type: ignore[attr-defined]
                 yield "data: [DONE]\n\n"
 
-        return ClosingStreamingResponse(chunks(), media_type="text/event-stream")
+        return sse_response(chunks())
     with cleanup:
         done = await collect(request, events, cancel)
     out = answer_json(done, parts.links)
