@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,38 +81,3 @@ def browser() -> Iterator[Any]:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-@contextmanager
-def serve_in_thread(asgi_app: Any, lifespan: str = "auto") -> Iterator[str]:
-    """Serve ``asgi_app`` with uvicorn on a free 127.0.0.1 port; yield its base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(asgi_app, log_level="warning", lifespan=lifespan))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:  # waiting for the server to listen, not timing anything
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-def screenshots_dir() -> Path:
-    """Where browser tests write screenshots: a temporary folder, so running the tests
-    never changes the checkout; ``scripts/screenshots.sh`` points it at docs/img/."""
-    import tempfile
-
-    folder = Path(
-        os.environ.get("MMRAG_SCREENSHOTS") or Path(tempfile.gettempdir()) / "mmrag-shots"
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder

@@ -19,39 +19,14 @@ from fastapi.testclient import TestClient
 from app.api import create_app
 from app.security import MediaLinks
 from app.service import Service
-from app.settings import Settings
 from app.ui import mount_ui as with_ui
 from generation.llamacpp import LlamaCppGenerator
 from generation.openai_compat import OpenAIGenerator
 from ingest.images.describe import CnnImageAnalyzer
-from ingest.media import CnnImageEncoder
-from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
-from retrieval.index import Index
-from tests.test_generation import free_port
-from tests.test_loaders import write_pdf
+from tests.helpers import LOCAL, QUAY, free_port, make_service, scanned_pdf, write_pdf
 
 ROCKET = Path(__file__).resolve().parents[2] / "shared/eval/images/skimage/images/rocket.jpg"
-# The Host the test client sends: a loopback name, as the server's default allowlist wants.
-LOCAL = "http://127.0.0.1"
-
-
-def make_service(
-    root: Path,
-    encoder: SentenceTransformerEncoder,
-    generator: Any,
-    analyzer: CnnImageAnalyzer,
-    **settings: Any,
-) -> Service:
-    s = Settings(**{"data_dir": root / "data", "max_tokens": 48, "temperature": 0.0, **settings})
-    store = EdgeStore(root / "store")
-    service = Service(
-        s,
-        index=Index(store, encoder, visual=CnnImageEncoder(lambda: analyzer)),
-        generator=generator,
-    )
-    service.__dict__["image_analyzer"] = analyzer
-    return service
 
 
 @pytest.fixture(scope="module")
@@ -269,8 +244,6 @@ def test_an_uploaded_file_name_cannot_escape_or_break_the_upload_folder(
 def test_a_scanned_upload_reports_progress_within_the_file(
     client: TestClient, tmp_path: Path
 ) -> None:
-    from tests.test_media_ingest import QUAY, scanned_pdf
-
     scan = scanned_pdf(tmp_path / "quay-scan.pdf", [QUAY, QUAY[1:]]).read_bytes()
     r = client.post("/api/v1/ingest", files=[("files", ("quay-scan.pdf", scan, "application/pdf"))])
     assert r.status_code == 202, r.text

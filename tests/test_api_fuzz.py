@@ -20,8 +20,7 @@ from app.api import create_app
 from generation.llamacpp import LlamaCppGenerator
 from ingest.images.describe import CnnImageAnalyzer
 from retrieval.encoders import SentenceTransformerEncoder
-from tests.test_api import make_service
-from tests.test_loaders import write_pdf
+from tests.helpers import make_service, write_pdf
 
 
 @pytest.fixture(scope="module")

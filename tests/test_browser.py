@@ -24,9 +24,7 @@ from ingest.images.describe import CnnImageAnalyzer
 from ingest.video.analyzer import PyAVVideoAnalyzer
 from ingest.video.speech import SpeechRecognizer
 from retrieval.encoders import SentenceTransformerEncoder
-from tests.conftest import screenshots_dir, serve_in_thread
-from tests.test_api import make_service
-from tests.test_loaders import write_pdf
+from tests.helpers import make_service, screenshots_dir, serve_in_thread, write_pdf
 
 pytestmark = pytest.mark.browser
 

@@ -22,8 +22,7 @@ from app.ui import mount_ui as with_ui
 from generation.llamacpp import LlamaCppGenerator
 from ingest.images.describe import CnnImageAnalyzer
 from retrieval.encoders import SentenceTransformerEncoder
-from tests.conftest import serve_in_thread
-from tests.test_api import make_service
+from tests.helpers import make_service, serve_in_thread
 
 pytestmark = pytest.mark.browser
 

@@ -34,8 +34,7 @@ from retrieval.base import Corpus
 from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.index import Index
-from tests.conftest import screenshots_dir, serve_in_thread
-from tests.test_loaders import write_pdf
+from tests.helpers import screenshots_dir, serve_in_thread, write_pdf
 
 pytestmark = pytest.mark.browser
 

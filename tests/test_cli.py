@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_loaders import write_pdf
+from tests.helpers import free_port, write_pdf
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -32,8 +32,6 @@ def serving(env: dict[str, str], cwd: Path) -> Iterator[tuple[str, subprocess.Po
     """`mmrag serve` in a subprocess on a free port, up and answering; stopped after."""
     import time
     import urllib.request
-
-    from tests.test_generation import free_port
 
     port = free_port()
     proc = subprocess.Popen(

@@ -20,7 +20,7 @@ import pytest
 from evals.crash import REPO, bench_crash, compare, run_ingest, snapshot
 from ingest.faults import CRASH_AT, CRASH_COUNT
 from retrieval.encoders import SentenceTransformerEncoder
-from tests.test_media_ingest import figure_pdf
+from tests.helpers import figure_pdf
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "eval"
 COUNT_TWICE = (

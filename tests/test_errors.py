@@ -29,9 +29,7 @@ from retrieval.errors import (
     ModelError,
     StoreError,
 )
-from tests.conftest import serve_in_thread
-from tests.test_api import make_service
-from tests.test_generation import free_port
+from tests.helpers import free_port, make_service, serve_in_thread
 
 
 def sse_events(text: str) -> list[tuple[str, Any]]:

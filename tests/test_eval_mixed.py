@@ -13,7 +13,7 @@ from app.settings import Settings
 from evals.mixed import Gold, MixedQuestion, load_mixed, mixed_report, question_kind, score
 from retrieval.base import Corpus, Hit, Item
 from retrieval.errors import MmragError
-from tests.test_loaders import write_pdf
+from tests.helpers import write_pdf
 
 COCO = Path(__file__).resolve().parents[2] / "shared" / "eval" / "images" / "coco" / "images"
 

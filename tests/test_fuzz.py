@@ -175,7 +175,8 @@ def build_seeds(folder: Path) -> dict[str, list[Path]]:
     (folder / "md" / "guide.md").write_text(MARKDOWN, encoding="utf-8")
     (folder / "html.html").write_text(HTML, encoding="utf-8")
     (folder / "text.txt").write_text(TEXT, encoding="utf-8")
-    from tests.test_loaders import write_pdf
+    # Imported here, not at the top: the fuzz worker imports this module and stays light.
+    from tests.helpers import write_pdf
 
     return {
         "pdf": [

@@ -43,26 +43,7 @@ from generation import (
 from generation.llamacpp import GGUF_NAME, GGUF_SHA256, assemble_parts
 from retrieval.base import Corpus, Hit, Item
 from retrieval.errors import GenerationError, ModelError
-
-
-def make_source(
-    number: int,
-    text: str = "Some text.",
-    *,
-    source: str = "/data/docs/report.pdf",
-    page: int | None = 3,
-    heading: tuple[str, ...] = (),
-) -> Source:
-    item = Item(
-        id=f"item-{number}",
-        corpus=Corpus.PARAGRAPH,
-        text=text,
-        source=source,
-        content_hash="0" * 64,
-        page=page,
-        heading=heading,
-    )
-    return Source(number, Hit(item, score=1.0 / number))
+from tests.helpers import ZORBLAX_SOURCES, free_port, make_source
 
 
 def sha256_of(path: Path) -> str:
@@ -71,41 +52,6 @@ def sha256_of(path: Path) -> str:
         while chunk := f.read(1 << 22):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-ZORBLAX_SOURCES = [
-    make_source(
-        1,
-        "The Hardanger Bridge is a suspension bridge across the Eidfjorden in Vestland, "
-        "Norway. It opened in 2013 and has a main span of 1,310 metres.",
-        source="/data/bridges.pdf",
-        page=4,
-        heading=("Bridges", "Norway"),
-    ),
-    make_source(
-        2,
-        "The Zorblax reactor was commissioned in 1987 in Tromsø. It was built to supply "
-        "district heating to the university campus and was shut down in 2009.",
-        source="/data/energy-history.pdf",
-        page=12,
-        heading=("Energy", "Northern Norway"),
-    ),
-    make_source(
-        3,
-        "Tromsø has a subarctic climate. The polar night lasts from late November to "
-        "mid-January, and the midnight sun is visible from May to July.",
-        source="/data/tromso-guide.md",
-        page=None,
-        heading=("Climate",),
-    ),
-]
 
 
 # --- packaged model ---------------------------------------------------------------------

@@ -21,7 +21,7 @@ from generation.rerank import LlmJudgeReranker
 from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.index import Index
-from tests.test_generation import make_source
+from tests.helpers import make_source
 
 RGB = Path(__file__).resolve().parents[2] / "shared" / "eval" / "grounding" / "rgb_fact.jsonl"
 

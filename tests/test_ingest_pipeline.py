@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.base import FileStatus, IngestReport
+from ingest.base import FileStatus
 from ingest.media import MediaIngest
 from ingest.pipeline import Ingestor
 from ingest.versions import UNFINISHED_MARK, file_sha256
@@ -16,7 +16,7 @@ from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.errors import EncoderMismatchError
 from retrieval.index import Index
 from retrieval.store import QdrantStore
-from tests.test_loaders import write_pdf
+from tests.helpers import by_name, make_folder, search_sources
 
 
 class CountingEncoder:
@@ -32,34 +32,6 @@ class CountingEncoder:
         return self.inner.encode(texts, query=query)
 
 
-LONG = " ".join(f"Sentence {i} explains how the hydraulic pump keeps pressure." for i in range(60))
-
-
-def make_folder(root: Path) -> Path:
-    docs = root / "docs"
-    (docs / "sub").mkdir(parents=True)
-    (docs / "guide.md").write_text(
-        "# Pump guide\n\n## Maintenance\n\nReplace the gasket kit XQ-7731-B every spring.\n\n"
-        f"## Theory\n\n{LONG}\n",
-        encoding="utf-8",
-    )
-    (docs / "sub" / "notes.txt").write_text(
-        "Cats sleep for most of the day.\n\nThey hunt at dusk.", encoding="utf-8"
-    )
-    write_pdf(
-        docs / "report.pdf",
-        [["Revenue grew four percent in 2023."], ["The board approved a dividend of 12 cents."]],
-    )
-    from docx import Document
-
-    d = Document()
-    d.add_heading("Travel policy", 1)
-    d.add_paragraph("Employees book flights through the internal portal.")
-    d.save(str(docs / "policy.docx"))
-    (docs / ".hidden.txt").write_text("never ingested", encoding="utf-8")
-    return docs
-
-
 @pytest.fixture()
 def counting(encoder: SentenceTransformerEncoder) -> CountingEncoder:
     return CountingEncoder(encoder)
@@ -68,15 +40,6 @@ def counting(encoder: SentenceTransformerEncoder) -> CountingEncoder:
 @pytest.fixture()
 def ingestor(store: Store, counting: CountingEncoder) -> Ingestor:
     return Ingestor(Index(store, counting), batch_size=8)
-
-
-def by_name(report: IngestReport) -> dict[str, FileStatus]:
-    return {Path(f.path).name: f.status for f in report.files}
-
-
-def search_sources(ingestor: Ingestor, query: str, corpus: Corpus = Corpus.PARAGRAPH) -> list[str]:
-    hits = ingestor.index.search(query, [corpus], limit=5)[corpus]
-    return [Path(h.item.source).name for h in hits]
 
 
 def test_folder_is_ingested_recursively_with_pages_and_headings(

@@ -28,8 +28,7 @@ from retrieval.base import Corpus, Store
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.errors import OutsideRootError
 from retrieval.index import Index
-from tests.conftest import serve_in_thread
-from tests.test_api import make_service
+from tests.helpers import make_service, serve_in_thread
 
 SECRET = "90210"  # on the outside picture and in the outside text file
 

@@ -33,8 +33,7 @@ from retrieval.base import Corpus, Store
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.errors import LimitError
 from retrieval.index import Index
-from tests.test_ingest_pipeline import by_name, make_folder, search_sources
-from tests.test_loaders import write_pdf
+from tests.helpers import by_name, make_folder, search_sources, write_pdf
 
 ROOT = Path(__file__).resolve().parent.parent
 # Generous: each case below takes well under a second; the old code took minutes.

@@ -16,6 +16,7 @@ from ingest.markdown import MarkdownLoader
 from ingest.pdf import PdfLoader, with_page_texts
 from ingest.text import TextLoader
 from retrieval.errors import EmptyDocumentError, LimitError, LoaderError, UnsupportedTypeError
+from tests.helpers import write_pdf
 
 LOADERS = loaders_by_suffix(default_loaders())
 
@@ -25,24 +26,6 @@ def assert_offsets(doc: ParsedDocument) -> None:
     for s in doc.sections:
         assert s.text.strip() == s.text != ""
         assert doc.page_text(s.page)[s.char_start : s.char_start + len(s.text)] == s.text
-
-
-def write_pdf(path: Path, pages: list[list[str]], *, title: str | None = None) -> Path:
-    """A PDF with one drawn line per string; an empty list makes a page without text."""
-    from reportlab.lib.pagesizes import letter
-    from reportlab.pdfgen import canvas
-
-    pdf = canvas.Canvas(str(path), pagesize=letter)
-    if title is not None:
-        pdf.setTitle(title)
-    for lines in pages:
-        if not lines:
-            pdf.rect(72, 72, 200, 200)  # something drawn, but no text
-        for i, line in enumerate(lines):
-            pdf.drawString(72, 720 - 14 * i, line)
-        pdf.showPage()
-    pdf.save()
-    return path
 
 
 def sections_by_text(doc: ParsedDocument) -> dict[str, tuple[int | None, tuple[str, ...]]]:

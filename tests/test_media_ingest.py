@@ -29,8 +29,17 @@ from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.index import Index
 from retrieval.select import SelectConfig, select_hits
-from tests.test_loaders import write_pdf
-from tests.test_video import DURATION, SPEECH_AT, encode, needs_espeak, soundtrack
+from tests.helpers import (
+    DURATION,
+    QUAY,
+    SPEECH_AT,
+    encode,
+    figure_pdf,
+    needs_espeak,
+    scanned_pdf,
+    soundtrack,
+    write_pdf,
+)
 
 COCO = Path(__file__).resolve().parents[2] / "shared" / "eval" / "images" / "coco" / "images"
 ELEPHANTS = COCO / "000000054718.jpg"
@@ -179,28 +188,6 @@ def test_answer_cites_the_clip_at_its_time(
     store.close()
 
 
-def figure_pdf(path: Path, first_line: str) -> Path:
-    """A two-page PDF: a logo too small to count on page 1, a text figure on page 2."""
-    from reportlab.lib.pagesizes import letter
-    from reportlab.lib.utils import ImageReader
-    from reportlab.pdfgen import canvas
-
-    figure = Image.new("RGB", (640, 240), "white")
-    ImageDraw.Draw(figure).text(
-        (30, 80), "INVOICE 4711", fill="black", font=ImageFont.load_default(size=64)
-    )
-    logo = Image.new("RGB", (40, 40), "red")
-    pdf = canvas.Canvas(str(path), pagesize=letter)
-    pdf.drawString(72, 720, first_line)
-    pdf.drawImage(ImageReader(logo), 72, 600, 40, 40)
-    pdf.showPage()
-    pdf.drawString(72, 720, "The scanned invoice is shown below.")
-    pdf.drawImage(ImageReader(figure), 72, 400, 320, 120)
-    pdf.showPage()
-    pdf.save()
-    return path
-
-
 def test_pdf_figures_become_images_with_their_page(ingestor: Ingestor, tmp_path: Path) -> None:
     path = figure_pdf(tmp_path / "report.pdf", "Quarterly report, first page.")
     report = ingestor.ingest([path])
@@ -222,29 +209,6 @@ def test_pdf_figures_become_images_with_their_page(ingestor: Ingestor, tmp_path:
     # ... and the old figure's thumbnail goes with it.
     assert Path(new_figure.extra["thumbnail"]).is_file()
     assert not Path(figure_item.extra["thumbnail"]).exists()
-
-
-QUAY = [
-    "Harbour Authority of Vardholm",
-    "The Brattli quay was rebuilt in 2011 and is now",
-    "212 metres long. Ships up to 9 metres draught can",
-    "berth there at any tide.",
-]
-
-
-def scanned_pdf(path: Path, pages: list[list[str]]) -> Path:
-    """A PDF of page images only (no text layer), as a scanner writes it: 200 dpi, a
-    slight skew; a page without lines is a blank sheet."""
-    sheets = []
-    font = ImageFont.load_default(size=40)
-    for lines in pages:
-        sheet = Image.new("L", (1700, 2200), 255)
-        draw = ImageDraw.Draw(sheet)
-        for n, line in enumerate(lines):
-            draw.text((150, 200 + 70 * n), line, fill=0, font=font)
-        sheets.append(sheet.rotate(0.7, fillcolor=255))
-    sheets[0].save(path, resolution=200, save_all=True, append_images=sheets[1:])
-    return path
 
 
 def test_a_scanned_pdf_is_read_by_ocr(ingestor: Ingestor, tmp_path: Path) -> None:

@@ -34,8 +34,7 @@ from ingest.pdf import PdfLoader
 from ingest.pdfium import render_png
 from retrieval.base import Corpus
 from retrieval.encoders import SentenceTransformerEncoder
-from tests.test_api import LOCAL, make_service
-from tests.test_loaders import write_pdf
+from tests.helpers import LOCAL, make_service, write_pdf
 
 ROOT = Path(__file__).resolve().parent.parent
 FINANCEBENCH = ROOT.parent / "shared" / "eval" / "documents" / "financebench" / "pdfs"

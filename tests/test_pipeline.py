@@ -14,7 +14,7 @@ from retrieval.base import Corpus
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.index import Index
 from retrieval.store import QdrantStore
-from tests.test_loaders import write_pdf
+from tests.helpers import write_pdf
 
 
 @pytest.fixture()

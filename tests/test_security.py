@@ -28,8 +28,7 @@ from app.ui import mount_ui as with_ui
 from generation.llamacpp import LlamaCppGenerator
 from ingest.images.describe import CnnImageAnalyzer
 from retrieval.encoders import SentenceTransformerEncoder
-from tests.conftest import serve_in_thread
-from tests.test_api import make_service
+from tests.helpers import QUAY, make_service, scanned_pdf, serve_in_thread
 
 ROOT_KEY = "root-key-0123456789abcdef"
 ACME_EDITOR = "acme-editor-0123456789abcdef"
@@ -648,8 +647,6 @@ def test_closing_a_real_model_stream_releases_the_model(llm: LlamaCppGenerator) 
 
 
 def test_answers_are_served_while_an_ingest_runs(keyed: Served, tmp_path: Path) -> None:
-    from tests.test_media_ingest import QUAY, scanned_pdf
-
     scan = scanned_pdf(tmp_path / "long-scan.pdf", [QUAY, QUAY[1:], QUAY, QUAY[1:], QUAY, QUAY[1:]])
     job = keyed.upload(ACME_EDITOR, ("long-scan.pdf", scan.read_bytes())).json()
     while (

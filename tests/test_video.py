@@ -11,9 +11,6 @@ cut-off file) are made the same way.
 from __future__ import annotations
 
 import itertools
-import shutil
-import subprocess
-import wave
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -27,103 +24,24 @@ from ingest.base import Segment, VideoAnalysis
 from ingest.video.analyzer import PyAVVideoAnalyzer
 from ingest.video.speech import SpeechRecognizer
 from retrieval.errors import LoaderError, ModelError
-
-SENTENCE = "the quarterly meeting starts at nine"
-SPEECH_AT = 15.0
-CUTS = (12.3, 26.7)  # off the 0.5 s sampling grid: cuts must be located exactly
-DURATION = 40.0
-FPS = 10
-AUDIO_RATE = 22_050
-REAL_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "video" / "files"
-
-ESPEAK = shutil.which("espeak-ng")
-needs_espeak = pytest.mark.skipif(
-    ESPEAK is None, reason="espeak-ng is not installed (apt-get install espeak-ng): no speech"
+from tests.helpers import (
+    AUDIO_RATE,
+    CUTS,
+    DURATION,
+    ESPEAK,
+    FPS,
+    SPEECH_AT,
+    draw_frame,
+    encode,
+    needs_espeak,
+    scene_colour,
+    soundtrack,
 )
+
+REAL_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "video" / "files"
 
 
 # --- making media ---------------------------------------------------------------------
-
-
-def scene_colour(t: float) -> tuple[int, int, int]:
-    if t < CUTS[0]:
-        return (210, 30, 30)
-    if t < CUTS[1]:
-        return (30, 40, 210)
-    return (30, 190, 60)
-
-
-def draw_frame(t: float, width: int = 160, height: int = 120) -> np.ndarray:
-    img = np.empty((height, width, 3), dtype=np.uint8)
-    img[:] = scene_colour(t)
-    if CUTS[0] <= t < CUTS[1]:
-        img[30:90, 50:110] = 255  # the blue scene's shape
-    x = int(t * 7) % (width - 12)
-    img[5:17, x : x + 12] = (240, 220, 0)  # motion inside every scene
-    return img
-
-
-def speech_samples() -> np.ndarray:
-    """The sentence as float32 mono at AUDIO_RATE, spoken by espeak-ng."""
-    assert ESPEAK is not None
-    out = subprocess.run(
-        [ESPEAK, "--stdout", "-s", "140", SENTENCE], check=True, capture_output=True
-    ).stdout
-    import io
-
-    with wave.open(io.BytesIO(out)) as w:
-        rate, raw = w.getframerate(), w.readframes(w.getnframes())
-    samples = np.frombuffer(raw, dtype=np.int16).astype(np.float32) / 32768.0
-    if rate != AUDIO_RATE:
-        positions = np.arange(0, len(samples), rate / AUDIO_RATE)
-        samples = np.interp(positions, np.arange(len(samples)), samples).astype(np.float32)
-    return samples
-
-
-def soundtrack(duration: float, speech_at: float | None) -> np.ndarray:
-    rng = np.random.default_rng(7)
-    audio = rng.normal(0, 0.002, int(duration * AUDIO_RATE)).astype(np.float32)
-    if speech_at is not None and ESPEAK is not None:
-        voice = speech_samples()
-        start = int(speech_at * AUDIO_RATE)
-        audio[start : start + len(voice)] += voice * 0.8
-    return audio
-
-
-def encode(
-    path: Path,
-    *,
-    video: bool = True,
-    audio: np.ndarray | None = None,
-    duration: float = DURATION,
-    gop: int | None = None,
-) -> Path:
-    """Write an MP4/MKV with the scene video and/or the given mono audio."""
-    with av.open(str(path), "w") as out:
-        vstream = astream = None
-        if video:
-            vstream = out.add_stream("libx264", rate=FPS)
-            vstream.width, vstream.height, vstream.pix_fmt = 160, 120, "yuv420p"
-            vstream.options = {"preset": "ultrafast"}
-            if gop is not None:
-                vstream.codec_context.gop_size = gop
-        if audio is not None:
-            astream = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
-        if vstream is not None:
-            for i in range(int(duration * FPS)):
-                frame = av.VideoFrame.from_ndarray(draw_frame(i / FPS), format="rgb24")
-                frame.pts = i
-                out.mux(vstream.encode(frame))
-            out.mux(vstream.encode(None))
-        if astream is not None and audio is not None:
-            for start in range(0, len(audio), 1024):
-                chunk = audio[start : start + 1024]
-                frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = AUDIO_RATE, start
-                frame.time_base = Fraction(1, AUDIO_RATE)
-                out.mux(astream.encode(frame))
-            out.mux(astream.encode(None))
-    return path
 
 
 def encode_with_garbage_audio(path: Path) -> Path:

@@ -30,8 +30,7 @@ from retrieval.edge_store import EdgeStore
 from retrieval.encoders import SentenceTransformerEncoder
 from retrieval.errors import GenerationError
 from retrieval.index import Index
-from tests.test_generation import ZORBLAX_SOURCES
-from tests.test_loaders import write_pdf
+from tests.helpers import ZORBLAX_SOURCES, write_pdf
 
 pytestmark = pytest.mark.vllm
 
