@@ -23,9 +23,11 @@ from generation.conflicts import disagree
 from generation.prompt import NO_ANSWER_TEXT
 from generation.rerank import Reranker
 from retrieval.base import Corpus, Hit, Scope, SearchMode
+from retrieval.calibration import Null, strengths
 from retrieval.index import Index
 from retrieval.select import SelectConfig, select_hits
-from router.base import FixedRouter, Route, Router, with_image
+from router.base import AllCorporaRouter, FixedRouter, Route, Router, with_image
+from router.probe import weigh
 
 
 class State(TypedDict, total=False):
@@ -52,6 +54,8 @@ class PipelineConfig:
     rerank_candidates: int = 8
     max_images: int = 4
     no_route_probe: float = 0.5
+    router_probes: bool = True
+    calibrate_corpora: bool = True
     max_tokens: int = 384
     temperature: float = 0.1
     filter_instructions: bool = True
@@ -113,14 +117,20 @@ def route_question(
     workspaces: Scope = None,
 ) -> tuple[Route, dict[Corpus, int]]:
     """The route step: the router's call on what the index holds, then (unless the user
-    forced the corpora) the visual corpora for a question with an image, and the passage
-    probe when the router said ``no``. Returns the route and the corpus counts."""
+    forced the corpora, or every corpus is searched anyway) the visual corpora for a
+    question with an image, the router's call weighed with a top-1 probe of every
+    non-empty corpus (:func:`router.probe.weigh`), and the passage probe when the route
+    is still ``no``. Returns the route and the corpus counts."""
     available = index.counts(workspaces)
     r = router.route(question, available)
-    forced = isinstance(router, FixedRouter)
-    if image is not None and not forced:
+    judged = not isinstance(router, FixedRouter | AllCorporaRouter)
+    if image is not None and judged:
         r = with_image(r, available)
-    if not r.corpora and not forced and config.no_route_probe > 0:
+    if judged and config.router_probes:
+        present = [c for c in Corpus if available.get(c, 0) > 0]
+        best = index.probe(question, present, workspaces=workspaces)
+        r = weigh(r, strengths(best, index.nulls()))
+    if not r.corpora and judged and config.no_route_probe > 0:
         r = probe_no_route(r, question, index, available, config.no_route_probe, workspaces)
     return r, available
 
@@ -176,15 +186,19 @@ def select_sources(
     config: PipelineConfig,
     generator: Generator,
     reranker: Reranker | None = None,
+    nulls: Mapping[Corpus, Null] | None = None,
 ) -> list[Hit]:
-    """The select step: calibrate, cut and order the hits (counting tokens with the
-    generator's tokenizer when it has one), or let the reranker judge a wider pool."""
+    """The select step: calibrate (across corpora with their ``nulls``), cut and order
+    the hits (counting tokens with the generator's tokenizer when it has one), or let the
+    reranker judge a wider pool."""
     counter = getattr(generator, "count_tokens", None)
     if reranker is None:
-        return select_hits(hits, config.select, count_tokens=counter, disagree=disagree)
+        return select_hits(
+            hits, config.select, count_tokens=counter, disagree=disagree, nulls=nulls
+        )
     # The reranker judges more candidates than will be used, then keeps the best.
     wide = replace(config.select, top_k=config.rerank_candidates, keep_ratio=0.0)
-    candidates = select_hits(hits, wide, count_tokens=counter, disagree=disagree)
+    candidates = select_hits(hits, wide, count_tokens=counter, disagree=disagree, nulls=nulls)
     return reranker.rerank(question, candidates)[: config.select.top_k]
 
 
@@ -217,7 +231,8 @@ def find_sources(
     )
     timings["retrieve_ms"] = _ms(start)
     start = time.perf_counter()
-    selected = select_sources(question, hits, config, generator_factory(), reranker)
+    nulls = index.nulls() if config.calibrate_corpora else None
+    selected = select_sources(question, hits, config, generator_factory(), reranker, nulls)
     timings["select_ms"] = _ms(start)
     return Retrieved(route, available, searched, hits, tuple(selected), timings)
 
@@ -272,7 +287,10 @@ def build_graph(
     def select(state: State) -> dict[str, Any]:
         start = time.perf_counter()
         hits = state.get("hits", {})
-        chosen = select_sources(state["question"], hits, config, generator_factory(), reranker)
+        nulls = index.nulls() if config.calibrate_corpora else None
+        chosen = select_sources(
+            state["question"], hits, config, generator_factory(), reranker, nulls
+        )
         get_stream_writer()({"sources": chosen})
         return {"selected": chosen, "timings": timed("select_ms", start)}
 

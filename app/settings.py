@@ -170,6 +170,28 @@ class Settings(BaseSettings):
         0.2,
         description="Cosine similarity under which a hit is not used as evidence.",
     )
+    router_probes: bool = Field(
+        True,
+        description=(
+            "Weigh the router's call with a top-1 probe of every non-empty corpus "
+            "(scores on one scale, see docs/architecture.md); false = the question alone."
+        ),
+    )
+    corpus_gap: float = Field(
+        3.0,
+        ge=0.0,
+        description=(
+            "Across corpora, drop a searched corpus whose best match trails the best "
+            "corpus' by more than this many robust standard deviations of its null."
+        ),
+    )
+    calibrate_corpora: bool = Field(
+        True,
+        description=(
+            "Put every corpus' scores on one scale (against its own scores for unrelated "
+            "questions) before fusing and cutting; false = each corpus' best counts 1.0."
+        ),
+    )
     keep_ratio: float = Field(
         0.5,
         ge=0.0,

@@ -25,6 +25,8 @@ from retrieval.base import (
     TextEncoder,
     Vectors,
 )
+from retrieval.calibration import Calibration, Null, background_questions
+from retrieval.encoders import RecentQueries
 from retrieval.sparse import BM25Encoder
 
 # Expected lengths (in terms, after stop words) per corpus for BM25 length
@@ -60,11 +62,17 @@ class Index:
         dense_weight: float = 1.0,
     ) -> None:
         self.store = store
-        self.dense = dense
+        # Router, probe and search embed the same question: encode it once.
+        self.dense: TextEncoder = (
+            dense if isinstance(dense, RecentQueries) else RecentQueries(dense)
+        )
         self.visual = visual
         self.sparse = dict(sparse or default_sparse_encoders())
         self.rrf_k = rrf_k
         self.dense_weight = dense_weight
+        self.calibration = Calibration(
+            lambda: self.dense.encode(background_questions(), query=True), self._best_of
+        )
 
     def ensure(self, corpus: Corpus) -> None:
         self.store.ensure(
@@ -192,3 +200,40 @@ class Index:
 
     def counts(self, workspaces: Scope = None) -> dict[Corpus, int]:
         return self.store.counts(workspaces)
+
+    def _best_of(self, corpus: Corpus, queries: Vectors) -> list[float]:
+        """The best dense cosine in ``corpus`` of each query vector (the null's sample)."""
+        best = []
+        for vector in queries:
+            hits = self.store.search(corpus, dense=vector, mode="dense", limit=1)
+            if hits:
+                best.append(float(hits[0].score))
+        return best
+
+    def forget_queries(self) -> None:
+        """Forget the recent query encodings, so the next search pays its own (timing)."""
+        if isinstance(self.dense, RecentQueries):
+            self.dense.forget()
+
+    def nulls(self) -> dict[Corpus, Null]:
+        """Every non-empty corpus' null (see :mod:`retrieval.calibration`)."""
+        return self.calibration.nulls(self.counts())
+
+    def probe(
+        self, query: str, corpora: Sequence[Corpus], *, workspaces: Scope = None
+    ) -> dict[Corpus, float | None]:
+        """The best dense cosine of ``query`` in each corpus (None: nothing there).
+
+        One encoding (shared with the search that follows) and a top-1 search per
+        corpus: about a millisecond each on the embedded store.
+        """
+        vector = self.dense.encode([query], query=True)[0]
+        out: dict[Corpus, float | None] = {}
+        for c in corpora:
+            hits = (
+                self.store.search(c, dense=vector, mode="dense", limit=1, workspaces=workspaces)
+                if self.store.exists(c)
+                else []
+            )
+            out[c] = float(hits[0].score) if hits else None
+        return out

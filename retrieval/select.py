@@ -12,6 +12,12 @@ Steps, each for a reason:
    tried first as a robust z-score per corpus and measured worse: FinanceBench's
    evidence pages are tables whose cosine is low while BM25 ranks them high, and
    cutting or gating corpora on the cosine's z halved page Recall@5 (0.44 -> 0.24).
+   Across corpora, though, the cosine is what can be put on one scale, against each
+   corpus' own *null* (its best cosines for unrelated questions,
+   :mod:`retrieval.calibration`): a searched corpus whose best match trails the
+   strongest corpus' by more than ``corpus_gap`` robust standard deviations is dropped
+   (loose passages no longer crowd out a photo that matches well), and corpora that tie
+   on the within-corpus score are ordered by that strength.
 3. **Adaptive k.** Keep the hits whose calibrated score is at least ``keep_ratio`` of
    their corpus' best ("Re-ranking the Context for Multimodal RAG", Mortaheb et al. 2025:
    the number of sources follows relevance, not a fixed k): a hit ranked well by only
@@ -34,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from retrieval.base import Corpus, Hit
+from retrieval.calibration import Null, strengths
 
 NEAR_DUPLICATE = 0.8  # word-trigram Jaccard above which two texts are one source
 
@@ -44,6 +51,7 @@ class SelectConfig:
     min_relevance: float = 0.2
     keep_ratio: float = 0.5
     budget_tokens: int = 3000
+    corpus_gap: float = 3.0
 
 
 def relevance(hit: Hit) -> float:
@@ -58,6 +66,14 @@ def calibrate(hits: Mapping[Corpus, Sequence[Hit]]) -> dict[str, float]:
         for h in corpus_hits:
             out[h.item.id] = h.score / top if top > 0 else 0.0
     return out
+
+
+def corpus_strengths(
+    hits: Mapping[Corpus, Sequence[Hit]], nulls: Mapping[Corpus, Null]
+) -> dict[Corpus, float]:
+    """Each searched corpus' z: its best dense cosine against its null."""
+    best = {c: max((relevance(h) for h in hs), default=None) for c, hs in hits.items()}
+    return strengths(best, nulls)
 
 
 def _trigrams(text: str) -> set[tuple[str, ...]]:
@@ -75,13 +91,23 @@ def select_hits(
     *,
     count_tokens: Callable[[str], int] | None = None,
     disagree: Callable[[Hit, Hit], bool] | None = None,
+    nulls: Mapping[Corpus, Null] | None = None,
 ) -> list[Hit]:
     """The evidence list, most relevant first (see the module docstring for the steps).
 
     ``count_tokens`` defaults to a conservative 3.5 characters per token;
-    ``disagree(a, b)`` keeps near-duplicates that conflict.
+    ``disagree(a, b)`` keeps near-duplicates that conflict; ``nulls`` (each corpus'
+    null, :mod:`retrieval.calibration`) put the corpora on one scale for step 2.
     """
     tokens = count_tokens or (lambda text: int(len(text) / 3.5) + 1)
+    strength = corpus_strengths(hits, nulls) if nulls else {}
+    if len(strength) > 1:
+        strongest = max(strength.values())
+        hits = {
+            c: hs
+            for c, hs in hits.items()
+            if strength.get(c, strongest) >= strongest - config.corpus_gap
+        }
     calibrated = calibrate(hits)
     pool = [h for hs in hits.values() for h in hs if relevance(h) >= config.min_relevance]
     if not pool:
@@ -93,7 +119,12 @@ def select_hits(
         h for h in pool if not (h.item.corpus is Corpus.DOCUMENT and h.item.id in with_passages)
     ]
     pool.sort(
-        key=lambda h: (h.item.corpus is not Corpus.DOCUMENT, calibrated[h.item.id], relevance(h)),
+        key=lambda h: (
+            h.item.corpus is not Corpus.DOCUMENT,
+            calibrated[h.item.id],
+            strength.get(h.item.corpus, 0.0),
+            relevance(h),
+        ),
         reverse=True,
     )
     chosen: list[Hit] = []
