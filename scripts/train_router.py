@@ -7,9 +7,12 @@
 The labelled questions come from benchmarks (MMLU, SQuAD/NQ, HotpotQA, WebQA, LVBench,
 VideoRAG), so they are all phrased as exam or trivia questions: none of them says
 "show me a picture of ...", "how do I ...", "summarise the video" or "hello". A model
-fitted on them alone sends such requests to ``paragraph`` or ``no``. The 90 hand-written
-phrasings in ``scripts/router_phrasings.jsonl`` (15 per label, written for this purpose,
-not drawn from any evaluation data) teach those forms; they join every training fold of
+fitted on them alone sends such requests to ``paragraph`` or ``no``. The 145 hand-written
+phrasings in ``scripts/router_phrasings.jsonl`` (written for this purpose, not drawn from
+any evaluation data: 15 per label first, then 55 requests that name their modality,
+"a photo of ...", "the part of the recording where ...", and subject questions from
+several fields, because a question that says "photo" means a photo whatever the
+benchmarks' labels did) teach those forms; they join every training fold of
 the cross-validation and are never scored, so the figures printed are on the
 benchmark questions alone.
 
