@@ -7,6 +7,7 @@ its corpus was, and the encoder check happens in one place.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,6 +41,9 @@ DEFAULT_AVGDL: Mapping[Corpus, float] = {
 }
 
 
+# How long the corpora' counts behind the nulls are trusted (see Index.nulls).
+COUNTS_EVERY_S = 2.0
+
 # Items nearest to a query image by pixels that are always kept as evidence.
 NEAREST_BY_PIXELS = 2
 
@@ -70,6 +74,7 @@ class Index:
         self.sparse = dict(sparse or default_sparse_encoders())
         self.rrf_k = rrf_k
         self.dense_weight = dense_weight
+        self._counted: tuple[float, dict[Corpus, int]] | None = None
         self.calibration = Calibration(
             lambda: self.dense.encode(background_questions(), query=True), self._best_of
         )
@@ -216,8 +221,16 @@ class Index:
             self.dense.forget()
 
     def nulls(self) -> dict[Corpus, Null]:
-        """Every non-empty corpus' null (see :mod:`retrieval.calibration`)."""
-        return self.calibration.nulls(self.counts())
+        """Every non-empty corpus' null (see :mod:`retrieval.calibration`).
+
+        The corpora' counts, which decide whether a null is measured again, are read at
+        most every :data:`COUNTS_EVERY_S` seconds: a question asks for the nulls twice
+        (probe and select) and a count per corpus would cost more than the probes.
+        """
+        now = time.monotonic()
+        if self._counted is None or now - self._counted[0] > COUNTS_EVERY_S:
+            self._counted = (now, self.counts())
+        return self.calibration.nulls(self._counted[1])
 
     def probe(
         self, query: str, corpora: Sequence[Corpus], *, workspaces: Scope = None
