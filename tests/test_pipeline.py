@@ -97,19 +97,31 @@ def test_a_no_route_searches_after_all_when_a_passage_is_close(
     route = events[0]
     assert isinstance(route, RouteEvent)
     assert route.route.scores["no"] > 0.5  # the router's own call...
-    assert route.route.corpora == (Corpus.PARAGRAPH,)  # ...overruled by the probe
-    assert "a passage is close" in route.route.reason
+    assert route.route.corpora == (Corpus.PARAGRAPH,)  # ...overruled by the probes
+    assert "paragraph holds a close match" in route.route.reason
     done = events[-1]
     assert isinstance(done, DoneEvent)
     assert any(Path(s.hit.item.source).name == "plant-history.pdf" for s in done.answer.sources)
 
 
-def test_a_document_route_also_searches_passages(service: Service, ingested: Path) -> None:
-    # "Explain" makes it a whole-document question; the passage with the fact cites its page.
-    events = list(
-        service.ask("The Zorblax reactor in Tromsø was commissioned in which year? Explain.")
+def test_a_document_route_also_searches_passages(
+    service: Service, ingested: Path, llm: LlamaCppGenerator
+) -> None:
+    # "Explain" makes it a whole-document question; the passage with the fact cites its
+    # page. The router's call alone (with the probes, the passage's match wins outright).
+    alone = Service(
+        service.settings.model_copy(update={"router_probes": False}),
+        index=service.index,
+        generator=llm,
     )
+    question = "The Zorblax reactor in Tromsø was commissioned in which year? Explain."
+    events = list(alone.ask(question))
     route = events[0]
     assert isinstance(route, RouteEvent) and route.route.corpora == (Corpus.DOCUMENT,)
     sources = next(e for e in events if isinstance(e, SourcesEvent))
     assert sources.hits[0].item.corpus is Corpus.PARAGRAPH and sources.hits[0].item.page == 2
+    stream = iter(service.ask(question))
+    probed = next(stream)
+    stream.close()  # the route is all this needs; closing releases the stream's parts
+    assert isinstance(probed, RouteEvent) and probed.route.corpora == (Corpus.PARAGRAPH,)
+    assert "the index answers: paragraph" in probed.route.reason
