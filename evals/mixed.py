@@ -170,11 +170,15 @@ def fingerprint(paths: Sequence[Path], settings: Settings) -> str:
     """sha256 of every file's path and content under ``paths`` and of the settings that
     shape the index: the same material always finds its index again, other material
     never does."""
+    from ingest.images.describe import RECIPE
+    from ingest.images.people import available
     from ingest.pipeline import file_sha256, walk
 
     digest = hashlib.sha256()
     for name in INDEX_SETTINGS:
         digest.update(f"{name}={getattr(settings, name)}\n".encode())
+    # The image text's recipe is code, not a setting: a new one needs a new index.
+    digest.update(f"image_text={RECIPE} people={available()}\n".encode())
     for path in walk(paths):
         if path.is_file():
             digest.update(f"{path.resolve()}\0{file_sha256(path)}\n".encode())
