@@ -307,6 +307,9 @@ def evaluate_mixed(
         "settings": {
             "router": service.router.name,
             "router_probe": s.router_probe,
+            "router_probes": s.router_probes,
+            "calibrate_corpora": s.calibrate_corpora,
+            "corpus_gap": s.corpus_gap,
             "search_mode": s.search_mode,
             "search_limit": s.search_limit,
             "top_k": s.top_k,
