@@ -160,7 +160,9 @@ def _throughput(fig: Figure, inputs: Sequence[Figures | None]) -> None:
             },
         )
     ]
-    if media is not None:
+    if media is None:
+        fig.set_size_inches(8, 3.2)
+    else:
         panels.append(
             (
                 f"images: {media['image']['images']}, one at a time",

@@ -292,7 +292,8 @@ def run_all(
             "load_start": _load(),
         }
         if console:
-            console.rule(f"[bold][{number}/{len(chosen)}] {step.name}[/]")
+            elapsed = _clock(time.perf_counter() - began)
+            console.rule(f"[bold][{number}/{len(chosen)}] {step.name}[/] (elapsed {elapsed})")
             console.print(f"[dim]{command}[/]")
         start = time.perf_counter()
         missing = [p for p in step.needs if not p.exists()]
@@ -550,6 +551,7 @@ def write_page(out: Path) -> Path:
             s: sum(x["status"] == s for x in run["steps"]) for s in ("ok", "failed", "skipped")
         },
         clock=_clock,
+        param=lambda v: ",".join(map(str, v)) if isinstance(v, list) else v,
     )
     path = out / PAGE_FILE
     path.write_text(page, encoding="utf-8")
