@@ -255,3 +255,42 @@ def bench_crash(
     from evals.crash import crash_report
 
     _report(lambda: crash_report(data, trials=trials, seed=seed, work=work, console=err), json_out)
+
+
+@eval_app.command("all")
+def eval_all(
+    data: Annotated[
+        Path, typer.Option(help="The shared evaluation data (text/, documents/, images/, ...).")
+    ] = Path("../shared/eval"),
+    out: Annotated[
+        Path, typer.Option(help="Folder for every step's JSON, run.json and index.html.")
+    ] = Path("report"),
+    work: Annotated[
+        Path | None,
+        typer.Option(help="A new or empty folder for the indexes (default: a temp dir, removed)."),
+    ] = None,
+    only: Annotated[
+        str | None, typer.Option(help="Comma-separated steps, e.g. eval-text,bench-ocr.")
+    ] = None,
+    page_only: Annotated[
+        bool, typer.Option(help="Only make OUT/index.html again from the JSON in OUT.")
+    ] = False,
+) -> None:
+    """Every evaluation and benchmark of the README on a fresh data folder, and one page.
+
+    Each step's JSON (as its --json writes it) and OUT/index.html: the machine, each
+    step's command, parameters, time, tables and plots. A missing input skips a step; a
+    failed step is shown on the page and the command exits 1 after writing it.
+    """
+    import tempfile
+
+    from evals.report import run_all, write_page
+
+    if page_only:
+        console.print(str(_run(lambda: write_page(out))))
+        return
+    keys = [k.strip() for k in (only or "").split(",") if k.strip()]
+    with tempfile.TemporaryDirectory(prefix="mmrag-eval-all-") as tmp:
+        failed = _run(lambda: run_all(data, out, work=work or Path(tmp), only=keys, console=err))
+    if failed:
+        raise typer.Exit(1)
